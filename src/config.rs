@@ -1,0 +1,472 @@
+//! Stage 1, configuration: `PULLSECRET_*` environment variables (via envy) -> validated [`Config`].
+//! No I/O: callers hand in the environment as name/value pairs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::glob::Glob;
+
+pub const PREFIX: &str = "PULLSECRET_";
+pub const DEFAULT_SECRET_NAME: &str = "image-pull-secret";
+pub const DEFAULT_REGISTRY_SERVER: &str = "https://index.docker.io/v1/";
+pub const DEFAULT_EXCLUDES: &str = "kube-system,kube-public,kube-node-lease";
+
+/// Every variable we read, with its default and meaning: `--help` prints this table and the
+/// unknown-variable check is derived from it, so the two cannot drift apart.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("SOURCE_SECRETS", "", "comma list of Secrets in the source namespace: `name` or `source=target`"),
+    ("SOURCE_NAMESPACE", "in-cluster namespace, else kubeconfig namespace", "where source Secrets (and the inventory) live"),
+    ("DOCKERCONFIGJSON", "", "inline docker config JSON"),
+    ("DOCKERCONFIGJSON_FILE", "", "path to a docker config JSON file, read every run"),
+    ("REGISTRY_SERVER", DEFAULT_REGISTRY_SERVER, "registry for the server/username/password mode"),
+    ("REGISTRY_USERNAME", "", "registry user name"),
+    ("REGISTRY_PASSWORD", "", "registry password"),
+    ("REGISTRY_EMAIL", "", "registry e-mail (optional)"),
+    ("SECRET_NAME", DEFAULT_SECRET_NAME, "target Secret name for the inline/file/registry modes"),
+    ("NAMESPACES", "*", "names or globs of namespaces to include"),
+    ("EXCLUDE_NAMESPACES", DEFAULT_EXCLUDES, "names or globs of namespaces to exclude"),
+    ("NAMESPACE_SELECTOR", "", "label selector for namespaces, evaluated by the API server"),
+    ("SERVICE_ACCOUNTS", "default", "names or globs of ServiceAccounts to patch; `*` = all; empty = none"),
+    ("ADOPT", "patcher", "take over unlabelled same-name Secrets: patcher, all or none"),
+    ("PRUNE", "true", "remove our Secrets and entries that are no longer wanted"),
+    ("DRY_RUN", "false", "plan and report, write nothing (also --dry-run)"),
+    ("CONCURRENCY", "16", "writes in flight (1-256)"),
+    ("TIMEOUT_SECS", "300", "whole-run deadline in seconds"),
+    ("OUTPUT", "text", "summary on stdout: text or json"),
+    ("LOG_FORMAT", "text", "logs on stderr: text or json (RUST_LOG filters)"),
+];
+
+/// Raw strings as envy reads them; everything is parsed by hand afterwards so that every error
+/// names its variable. Deliberately not `Debug`: it holds credentials.
+#[derive(Deserialize, Default)]
+struct Raw {
+    source_secrets: Option<String>,
+    source_namespace: Option<String>,
+    dockerconfigjson: Option<String>,
+    dockerconfigjson_file: Option<String>,
+    registry_server: Option<String>,
+    registry_username: Option<String>,
+    registry_password: Option<String>,
+    registry_email: Option<String>,
+    secret_name: Option<String>,
+    namespaces: Option<String>,
+    exclude_namespaces: Option<String>,
+    namespace_selector: Option<String>,
+    service_accounts: Option<String>,
+    adopt: Option<String>,
+    prune: Option<String>,
+    dry_run: Option<String>,
+    concurrency: Option<String>,
+    timeout_secs: Option<String>,
+    output: Option<String>,
+    log_format: Option<String>,
+}
+
+/// A string that must never reach a log line or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive(pub String);
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One source Secret copied into every namespace as `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Secrets(Vec<Mapping>),
+    Inline { json: Sensitive, target: String },
+    File { path: String, target: String },
+    Registry { server: String, username: String, password: Sensitive, email: Option<String>, target: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopt {
+    Patcher,
+    All,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub source: Source,
+    /// Where the source Secrets and the inventory live; `None` = the client's default namespace.
+    pub source_namespace: Option<String>,
+    pub include: Vec<Glob>,
+    pub exclude: Vec<Glob>,
+    pub namespace_selector: Option<String>,
+    /// Empty = leave ServiceAccounts alone.
+    pub service_accounts: Vec<Glob>,
+    pub adopt: Adopt,
+    pub prune: bool,
+    pub dry_run: bool,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub output: Format,
+    pub log_format: Format,
+}
+
+impl Config {
+    /// The Secret names this configuration writes into target namespaces, in configuration order.
+    pub fn targets(&self) -> Vec<String> {
+        match &self.source {
+            Source::Secrets(m) => m.iter().map(|m| m.target.clone()).collect(),
+            Source::Inline { target, .. } | Source::File { target, .. } | Source::Registry { target, .. } => {
+                vec![target.clone()]
+            }
+        }
+    }
+
+    /// Parses and validates the environment. `env` is every variable of the process (or a test's
+    /// stand-in); `force_dry_run` is the `--dry-run` flag.
+    pub fn from_env<I>(env: I, force_dry_run: bool) -> Result<Config>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(PREFIX)).collect();
+        reject_unknown(env.iter().map(|(k, _)| k.as_str()))?;
+        // An empty value means "not set" for every variable except SERVICE_ACCOUNTS, where empty
+        // is meaningful (leave ServiceAccounts alone); envy gives us both as Some("").
+        let raw: Raw = envy::prefixed(PREFIX)
+            .from_iter(env)
+            .context("reading PULLSECRET_* variables")?;
+        validate(raw, force_dry_run)
+    }
+}
+
+fn reject_unknown<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let known: BTreeSet<String> = VARIABLES.iter().map(|(n, _, _)| format!("{PREFIX}{n}")).collect();
+    let unknown: Vec<&str> = names.filter(|n| !known.contains(*n)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let hint = if unknown.iter().any(|n| n.starts_with("PULLSECRET_RECONCILER_")) {
+        " (PULLSECRET_RECONCILER_* variables are injected by Kubernetes for a Service named \
+         pullsecret-reconciler: set `enableServiceLinks: false` in the Pod spec)"
+    } else {
+        " (a typo? `pullsecret-reconciler --help` lists the variables)"
+    };
+    bail!("unknown configuration variable(s) {}{hint}", unknown.join(", "))
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
+    let target = match non_empty(raw.secret_name) {
+        Some(t) => {
+            check_object_name(&t).with_context(|| format!("PULLSECRET_SECRET_NAME: invalid Secret name {t:?}"))?;
+            t
+        }
+        None => DEFAULT_SECRET_NAME.to_owned(),
+    };
+    let secrets = non_empty(raw.source_secrets);
+    let inline = raw.dockerconfigjson.filter(|s| !s.trim().is_empty());
+    let file = non_empty(raw.dockerconfigjson_file);
+    let registry_set = [&raw.registry_server, &raw.registry_username, &raw.registry_password, &raw.registry_email]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()));
+    let mut modes = Vec::new();
+    if secrets.is_some() {
+        modes.push("PULLSECRET_SOURCE_SECRETS");
+    }
+    if inline.is_some() {
+        modes.push("PULLSECRET_DOCKERCONFIGJSON");
+    }
+    if file.is_some() {
+        modes.push("PULLSECRET_DOCKERCONFIGJSON_FILE");
+    }
+    if registry_set {
+        modes.push("PULLSECRET_REGISTRY_*");
+    }
+    if modes.len() > 1 {
+        bail!("more than one credentials source is set ({}): set exactly one", modes.join(", "));
+    }
+    let source = if let Some(list) = secrets {
+        Source::Secrets(parse_mappings(&list)?)
+    } else if let Some(json) = inline {
+        Source::Inline { json: Sensitive(json), target }
+    } else if let Some(path) = file {
+        Source::File { path, target }
+    } else if registry_set {
+        let username = non_empty(raw.registry_username)
+            .context("PULLSECRET_REGISTRY_USERNAME is required with the other PULLSECRET_REGISTRY_* variables")?;
+        let password = raw
+            .registry_password
+            .filter(|p| !p.is_empty())
+            .context("PULLSECRET_REGISTRY_PASSWORD is required with the other PULLSECRET_REGISTRY_* variables")?;
+        let server = non_empty(raw.registry_server).unwrap_or_else(|| DEFAULT_REGISTRY_SERVER.to_owned());
+        Source::Registry { server, username, password: Sensitive(password), email: non_empty(raw.registry_email), target }
+    } else {
+        bail!(
+            "no credentials source: set one of PULLSECRET_SOURCE_SECRETS, PULLSECRET_DOCKERCONFIGJSON, \
+             PULLSECRET_DOCKERCONFIGJSON_FILE or PULLSECRET_REGISTRY_USERNAME/PASSWORD"
+        );
+    };
+
+    let source_namespace = match non_empty(raw.source_namespace) {
+        Some(ns) => {
+            check_label(&ns).with_context(|| format!("PULLSECRET_SOURCE_NAMESPACE: invalid namespace name {ns:?}"))?;
+            Some(ns)
+        }
+        None => None,
+    };
+    let include = parse_globs("PULLSECRET_NAMESPACES", &non_empty(raw.namespaces).unwrap_or_else(|| "*".into()))?;
+    let exclude = parse_globs(
+        "PULLSECRET_EXCLUDE_NAMESPACES",
+        &raw.exclude_namespaces.unwrap_or_else(|| DEFAULT_EXCLUDES.into()),
+    )?;
+    let namespace_selector = match non_empty(raw.namespace_selector) {
+        Some(s) => {
+            crate::selector::check(&s).with_context(|| format!("PULLSECRET_NAMESPACE_SELECTOR: invalid label selector {s:?}"))?;
+            Some(s)
+        }
+        None => None,
+    };
+    let service_accounts =
+        parse_globs("PULLSECRET_SERVICE_ACCOUNTS", &raw.service_accounts.unwrap_or_else(|| "default".into()))?;
+    let adopt = match non_empty(raw.adopt).as_deref() {
+        None | Some("patcher") => Adopt::Patcher,
+        Some("all") => Adopt::All,
+        Some("none") => Adopt::None,
+        Some(other) => bail!("PULLSECRET_ADOPT: expected patcher, all or none, got {other:?}"),
+    };
+    let prune = parse_bool("PULLSECRET_PRUNE", raw.prune, true)?;
+    let dry_run = parse_bool("PULLSECRET_DRY_RUN", raw.dry_run, false)? || force_dry_run;
+    let concurrency = parse_number("PULLSECRET_CONCURRENCY", raw.concurrency, 16, 1, 256)? as usize;
+    let timeout = Duration::from_secs(parse_number("PULLSECRET_TIMEOUT_SECS", raw.timeout_secs, 300, 1, 86_400)?);
+    let output = parse_format("PULLSECRET_OUTPUT", raw.output)?;
+    let log_format = parse_format("PULLSECRET_LOG_FORMAT", raw.log_format)?;
+    Ok(Config {
+        source,
+        source_namespace,
+        include,
+        exclude,
+        namespace_selector,
+        service_accounts,
+        adopt,
+        prune,
+        dry_run,
+        concurrency,
+        timeout,
+        output,
+        log_format,
+    })
+}
+
+fn parse_mappings(list: &str) -> Result<Vec<Mapping>> {
+    let mut out: Vec<Mapping> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (source, target) = match item.split_once('=') {
+            Some((s, t)) => (s.trim(), t.trim()),
+            None => (item, item),
+        };
+        for name in [source, target] {
+            check_object_name(name)
+                .with_context(|| format!("PULLSECRET_SOURCE_SECRETS: invalid Secret name {name:?} in entry {item:?}"))?;
+        }
+        if out.iter().any(|m| m.target == target) {
+            bail!("PULLSECRET_SOURCE_SECRETS: target {target:?} appears twice; each target needs exactly one source");
+        }
+        out.push(Mapping { source: source.to_owned(), target: target.to_owned() });
+    }
+    if out.is_empty() {
+        bail!("PULLSECRET_SOURCE_SECRETS: no Secret names given");
+    }
+    Ok(out)
+}
+
+fn parse_globs(var: &str, list: &str) -> Result<Vec<Glob>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|p| Glob::new(p).with_context(|| format!("{var}: invalid name or glob {p:?}")))
+        .collect()
+}
+
+fn parse_bool(var: &str, value: Option<String>, default: bool) -> Result<bool> {
+    match non_empty(value).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => bail!("{var}: expected true or false, got {other:?}"),
+    }
+}
+
+fn parse_number(var: &str, value: Option<String>, default: u64, min: u64, max: u64) -> Result<u64> {
+    let Some(v) = non_empty(value) else { return Ok(default) };
+    let n: u64 = v.parse().map_err(|_| anyhow::anyhow!("{var}: expected a whole number, got {v:?}"))?;
+    if !(min..=max).contains(&n) {
+        bail!("{var}: {n} is out of range {min}-{max}");
+    }
+    Ok(n)
+}
+
+fn parse_format(var: &str, value: Option<String>) -> Result<Format> {
+    match non_empty(value).as_deref() {
+        None | Some("text") => Ok(Format::Text),
+        Some("json") => Ok(Format::Json),
+        Some(other) => bail!("{var}: expected text or json, got {other:?}"),
+    }
+}
+
+/// RFC 1123 subdomain, as the API server requires for Secret names.
+pub fn check_object_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 253 {
+        bail!("must be 1-253 characters");
+    }
+    for part in name.split('.') {
+        check_label(part)?;
+    }
+    Ok(())
+}
+
+/// RFC 1123 label, as the API server requires for namespace names.
+pub fn check_label(name: &str) -> Result<()> {
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if name.is_empty() || name.len() > 63 || !ok_chars || !ok_ends {
+        bail!("must be lower-case letters, digits and '-', start and end alphanumeric, at most 63 characters");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config> {
+        Config::from_env(env(pairs), false)
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        format!("{:#}", parse(pairs).expect_err("should fail"))
+    }
+
+    #[test]
+    fn defaults_with_one_source() {
+        let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "regcred")]).unwrap();
+        assert_eq!(c.source, Source::Secrets(vec![Mapping { source: "regcred".into(), target: "regcred".into() }]));
+        assert_eq!(c.include, vec![Glob::new("*").unwrap()]);
+        assert_eq!(c.exclude.len(), 3);
+        assert_eq!(c.service_accounts, vec![Glob::new("default").unwrap()]);
+        assert_eq!((c.adopt, c.prune, c.dry_run, c.concurrency), (Adopt::Patcher, true, false, 16));
+        assert_eq!(c.timeout, Duration::from_secs(300));
+        assert_eq!((c.output, c.log_format), (Format::Text, Format::Text));
+        assert_eq!(c.source_namespace, None);
+    }
+
+    #[test]
+    fn mappings_and_targets() {
+        let c = parse(&[("PULLSECRET_SOURCE_SECRETS", " a , b=c ,")]).unwrap();
+        assert_eq!(c.targets(), vec!["a", "c"]);
+    }
+
+    #[test]
+    fn other_variables_are_ignored() {
+        let mut e = env(&[("PULLSECRET_SOURCE_SECRETS", "a")]);
+        e.push(("HOME".into(), "/root".into()));
+        assert!(Config::from_env(e, false).is_ok());
+    }
+
+    #[test]
+    fn dry_run_flag_overrides() {
+        let c = Config::from_env(env(&[("PULLSECRET_SOURCE_SECRETS", "a")]), true).unwrap();
+        assert!(c.dry_run);
+    }
+
+    #[test]
+    fn empty_service_accounts_means_none() {
+        let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_SERVICE_ACCOUNTS", "")]).unwrap();
+        assert!(c.service_accounts.is_empty());
+    }
+
+    #[test]
+    fn registry_mode_defaults_server() {
+        let c = parse(&[("PULLSECRET_REGISTRY_USERNAME", "u"), ("PULLSECRET_REGISTRY_PASSWORD", "p")]).unwrap();
+        match c.source {
+            Source::Registry { server, target, email, .. } => {
+                assert_eq!(server, DEFAULT_REGISTRY_SERVER);
+                assert_eq!(target, DEFAULT_SECRET_NAME);
+                assert_eq!(email, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_variable_is_named_and_value_not_echoed() {
+        let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PRUNNE", "hunter2-secret")]);
+        assert!(e.contains("PULLSECRET_PRUNNE"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn service_link_variables_get_a_hint() {
+        let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_RECONCILER_SERVICE_HOST", "10.0.0.1")]);
+        assert!(e.contains("enableServiceLinks"), "{e}");
+    }
+
+    #[test]
+    fn every_failure_names_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "no credentials source"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_DOCKERCONFIGJSON", "{}")], "more than one"),
+            (&[("PULLSECRET_DOCKERCONFIGJSON_FILE", "/x"), ("PULLSECRET_REGISTRY_USERNAME", "u")], "more than one"),
+            (&[("PULLSECRET_REGISTRY_USERNAME", "u")], "PULLSECRET_REGISTRY_PASSWORD"),
+            (&[("PULLSECRET_REGISTRY_PASSWORD", "p")], "PULLSECRET_REGISTRY_USERNAME"),
+            (&[("PULLSECRET_REGISTRY_SERVER", "r.example")], "PULLSECRET_REGISTRY_USERNAME"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "Bad_Name")], "PULLSECRET_SOURCE_SECRETS"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a=b,c=b")], "appears twice"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PRUNE", "maybe")], "PULLSECRET_PRUNE"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_DRY_RUN", "ja")], "PULLSECRET_DRY_RUN"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_CONCURRENCY", "ten")], "PULLSECRET_CONCURRENCY"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_CONCURRENCY", "0")], "out of range"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_TIMEOUT_SECS", "-1")], "PULLSECRET_TIMEOUT_SECS"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_NAMESPACES", "team-[a")], "PULLSECRET_NAMESPACES"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_EXCLUDE_NAMESPACES", "A*")], "PULLSECRET_EXCLUDE_NAMESPACES"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_SERVICE_ACCOUNTS", "x y")], "PULLSECRET_SERVICE_ACCOUNTS"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_NAMESPACE_SELECTOR", "env in (a")], "PULLSECRET_NAMESPACE_SELECTOR"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_ADOPT", "some")], "PULLSECRET_ADOPT"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_OUTPUT", "yaml")], "PULLSECRET_OUTPUT"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_LOG_FORMAT", "xml")], "PULLSECRET_LOG_FORMAT"),
+            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_SOURCE_NAMESPACE", "Tools")], "PULLSECRET_SOURCE_NAMESPACE"),
+            (&[("PULLSECRET_DOCKERCONFIGJSON", "{}"), ("PULLSECRET_SECRET_NAME", "-x")], "PULLSECRET_SECRET_NAME"),
+        ];
+        for (pairs, want) in cases {
+            let e = err(pairs);
+            assert!(e.contains(want), "{pairs:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn password_is_redacted_in_debug() {
+        let c = parse(&[("PULLSECRET_REGISTRY_USERNAME", "u"), ("PULLSECRET_REGISTRY_PASSWORD", "s3cr3t-pw")]).unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t-pw"));
+        let c = parse(&[("PULLSECRET_DOCKERCONFIGJSON", "{\"auths\":{\"x\":{\"auth\":\"zzz\"}}}")]).unwrap();
+        assert!(!format!("{c:?}").contains("zzz"));
+    }
+}

@@ -1,0 +1,108 @@
+//! Entry point: arguments and environment -> Config, logs, one run, summary on stdout, exit code.
+
+use std::process::ExitCode;
+
+use pullsecret_reconciler::config::{Config, Format, PREFIX, VARIABLES};
+use pullsecret_reconciler::{Summary, client, run};
+
+fn help() -> String {
+    let mut s = format!(
+        "pullsecret-reconciler {}\n\
+         Copies registry pull Secrets into every selected namespace and lists them in ServiceAccounts'\n\
+         imagePullSecrets, in one run; then prints a summary and exits.\n\n\
+         Usage: pullsecret-reconciler [--dry-run] [--help] [--version]\n\n\
+         Configuration (environment variables; unknown PULLSECRET_* variables are errors):\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (name, default, meaning) in VARIABLES {
+        let default = if default.is_empty() { "(none)" } else { default };
+        s.push_str(&format!("  {PREFIX}{name:<22} {meaning}\n  {:<33} default: {default}\n", ""));
+    }
+    s.push_str(
+        "\nExit codes: 0 converged; 1 finished, not converged (failed writes, conflicts, deadline);\n\
+         2 nothing written (bad configuration or source, cluster unreachable, a list failed).\n",
+    );
+    s
+}
+
+/// The process environment as UTF-8 pairs; a non-UTF-8 `PULLSECRET_*` value is an error rather
+/// than being silently dropped.
+fn environment() -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Ok(k) = k.into_string() else { continue };
+        match v.into_string() {
+            Ok(v) => out.push((k, v)),
+            Err(_) if k.starts_with(PREFIX) => return Err(format!("{k}: value is not valid UTF-8")),
+            Err(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+fn init_logs(format: Format) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        Format::Json => builder.json().init(),
+        Format::Text => builder.with_ansi(false).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let mut dry_run = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{}", help());
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("pullsecret-reconciler {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "--dry-run" => dry_run = true,
+            other => {
+                eprintln!("error: unknown argument {other:?} (see --help)");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let config = match environment().map_err(anyhow::Error::msg).and_then(|env| Config::from_env(env, dry_run)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(config.log_format);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let summary = runtime.block_on(async {
+        let counter = client::RequestCounter::default();
+        let result = async {
+            let (kube, default_namespace) = client::connect(&counter).await?;
+            let namespace = config.source_namespace.clone().unwrap_or(default_namespace);
+            run(&config, &kube, &counter, &namespace).await
+        }
+        .await;
+        result.unwrap_or_else(|e| {
+            tracing::error!(error = %format!("{e:#}"), "stopped before writing anything");
+            let mut s = Summary::aborted(config.dry_run, &e);
+            s.api_requests = counter.snapshot();
+            s
+        })
+    });
+    match config.output {
+        Format::Json => println!("{}", summary.to_json()),
+        Format::Text => print!("{}", summary.to_text()),
+    }
+    ExitCode::from(summary.exit_code())
+}
