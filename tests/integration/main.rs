@@ -1,0 +1,10 @@
+//! Integration tests against the project's real local control plane (etcd, kube-apiserver,
+//! kube-controller-manager), started once for this binary by tests/controlplane/up.sh.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod controlplane;
+mod lifecycle;
+mod reconcile;
