@@ -29,7 +29,10 @@ pub struct Failure {
 
 impl Failure {
     fn new(reason: &str, message: impl Into<String>) -> Failure {
-        Failure { reason: reason.to_owned(), message: message.into() }
+        Failure {
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -103,7 +106,13 @@ impl Writer {
                 let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &a.namespace);
                 let unwritten = unwritten.clone();
                 async move {
-                    let ServiceAccountOp::Patch { resource_version, mut edit, list, recorded } = a.op else {
+                    let ServiceAccountOp::Patch {
+                        resource_version,
+                        mut edit,
+                        list,
+                        recorded,
+                    } = a.op
+                    else {
                         return (None, 0);
                     };
                     let missing: Vec<String> = edit
@@ -115,11 +124,18 @@ impl Writer {
                     if !missing.is_empty() {
                         edit.add.retain(|n| !missing.contains(n));
                         if edit.add.is_empty() && edit.remove.is_empty() {
-                            let msg = format!("not pointed at {} because the Secret was not written", missing.join(", "));
+                            let msg = format!(
+                                "not pointed at {} because the Secret was not written",
+                                missing.join(", ")
+                            );
                             return (Some(Failure::new("SecretNotWritten", msg)), 0);
                         }
                     }
-                    let first = if missing.is_empty() { Some((list, recorded)) } else { None };
+                    let first = if missing.is_empty() {
+                        Some((list, recorded))
+                    } else {
+                        None
+                    };
                     patch_service_account(&api, &a.name, resource_version, &edit, first).await
                 }
             })
@@ -148,9 +164,14 @@ impl Writer {
                 let still_listed = kept.contains(&(a.namespace.clone(), a.name.clone()));
                 async move {
                     if still_listed {
-                        return Some(Failure::new("StillReferenced", "kept: a ServiceAccount that lists it could not be patched"));
+                        return Some(Failure::new(
+                            "StillReferenced",
+                            "kept: a ServiceAccount that lists it could not be patched",
+                        ));
                     }
-                    let SecretOp::Delete { resource_version, uid } = &a.op else { return None };
+                    let SecretOp::Delete { resource_version, uid } = &a.op else {
+                        return None;
+                    };
                     delete_secret(&api, &a.name, resource_version, uid).await
                 }
             })
@@ -218,7 +239,10 @@ impl Writer {
         match timeout_at(self.deadline, api.patch(INVENTORY_NAME, &params, &patch)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(Failure::new("DeadlineExceeded", "run deadline reached while recording the inventory")),
+            Err(_) => Err(Failure::new(
+                "DeadlineExceeded",
+                "run deadline reached while recording the inventory",
+            )),
         }
     }
 }
@@ -230,7 +254,10 @@ trait Deadlined {
 
 impl Deadlined for Option<Failure> {
     fn deadline() -> Self {
-        Some(Failure::new("DeadlineExceeded", "run deadline reached before this write finished"))
+        Some(Failure::new(
+            "DeadlineExceeded",
+            "run deadline reached before this write finished",
+        ))
     }
 }
 
@@ -254,7 +281,11 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 async fn upsert_secret(api: &Api<Secret>, name: &str, op: &SecretOp, creds: &[Credential]) -> Option<Failure> {
     let (credential, resource_version) = match op {
         SecretOp::Create { credential } => (*credential, None),
-        SecretOp::Update { credential, resource_version, .. } => (*credential, Some(resource_version)),
+        SecretOp::Update {
+            credential,
+            resource_version,
+            ..
+        } => (*credential, Some(resource_version)),
         _ => return None,
     };
     let Some(cred) = creds.get(credential) else {
@@ -284,7 +315,10 @@ async fn upsert_secret(api: &Api<Secret>, name: &str, op: &SecretOp, creds: &[Cr
 
 async fn delete_secret(api: &Api<Secret>, name: &str, resource_version: &str, uid: &str) -> Option<Failure> {
     let params = DeleteParams {
-        preconditions: Some(Preconditions { resource_version: Some(resource_version.to_owned()), uid: Some(uid.to_owned()) }),
+        preconditions: Some(Preconditions {
+            resource_version: Some(resource_version.to_owned()),
+            uid: Some(uid.to_owned()),
+        }),
         ..DeleteParams::default()
     };
     match api.delete(name, &params).await {
@@ -310,8 +344,13 @@ async fn patch_service_account(
             Some(v) => v,
             None => match api.get_opt(name).await {
                 Ok(Some(sa)) => {
-                    let current: Vec<String> =
-                        sa.image_pull_secrets.clone().unwrap_or_default().into_iter().map(|r| r.name).collect();
+                    let current: Vec<String> = sa
+                        .image_pull_secrets
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|r| r.name)
+                        .collect();
                     let rec = sa
                         .metadata
                         .annotations
@@ -325,7 +364,15 @@ async fn patch_service_account(
                         None => return (None, retries),
                     }
                 }
-                Ok(None) => return (Some(Failure::new("NotFound", "the ServiceAccount was deleted during the run")), retries),
+                Ok(None) => {
+                    return (
+                        Some(Failure::new(
+                            "NotFound",
+                            "the ServiceAccount was deleted during the run",
+                        )),
+                        retries,
+                    );
+                }
                 Err(e) => return (Some(classify(e)), retries),
             },
         };
@@ -340,7 +387,10 @@ async fn patch_service_account(
                 Value::Array(list.iter().map(|n| json!({ "name": n })).collect())
             },
         });
-        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
         match api.patch(name, &params, &Patch::Merge(body)).await {
             Ok(_) => return (None, retries),
             Err(e) if is_status(&e, 409) && attempt + 1 < SA_ATTEMPTS => {
@@ -348,10 +398,22 @@ async fn patch_service_account(
                 tracing::debug!(service_account = name, attempt, "stale resourceVersion, re-reading");
             }
             Err(e) if is_status(&e, 404) => {
-                return (Some(Failure::new("NotFound", "the ServiceAccount was deleted during the run")), retries);
+                return (
+                    Some(Failure::new(
+                        "NotFound",
+                        "the ServiceAccount was deleted during the run",
+                    )),
+                    retries,
+                );
             }
             Err(e) => return (Some(classify(e)), retries),
         }
     }
-    (Some(Failure::new("Conflict", "the ServiceAccount kept changing; giving up for this run")), retries)
+    (
+        Some(Failure::new(
+            "Conflict",
+            "the ServiceAccount kept changing; giving up for this run",
+        )),
+        retries,
+    )
 }

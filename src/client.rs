@@ -22,7 +22,10 @@ pub struct RequestCounter {
 
 impl RequestCounter {
     pub fn snapshot(&self) -> ApiRequests {
-        ApiRequests { reads: self.reads.load(Ordering::Relaxed), writes: self.writes.load(Ordering::Relaxed) }
+        ApiRequests {
+            reads: self.reads.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -30,7 +33,10 @@ impl<S> tower::Layer<S> for RequestCounter {
     type Service = Counted<S>;
 
     fn layer(&self, inner: S) -> Counted<S> {
-        Counted { inner, counter: self.clone() }
+        Counted {
+            inner,
+            counter: self.clone(),
+        }
     }
 }
 
@@ -53,7 +59,11 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let counter = if req.method() == http::Method::GET { &self.counter.reads } else { &self.counter.writes };
+        let counter = if req.method() == http::Method::GET {
+            &self.counter.reads
+        } else {
+            &self.counter.writes
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         // Path and query only: names and selectors, never a body.
         tracing::debug!(method = %req.method(), path = req.uri().path(), query = req.uri().query().unwrap_or(""), "api request");

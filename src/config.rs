@@ -18,21 +18,61 @@ pub const DEFAULT_EXCLUDES: &str = "kube-system,kube-public,kube-node-lease";
 /// Every variable we read, with its default and meaning: `--help` prints this table and the
 /// unknown-variable check is derived from it, so the two cannot drift apart.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
-    ("SOURCE_SECRETS", "", "comma list of Secrets in the source namespace: `name` or `source=target`"),
-    ("SOURCE_NAMESPACE", "in-cluster namespace, else kubeconfig namespace", "where source Secrets (and the inventory) live"),
+    (
+        "SOURCE_SECRETS",
+        "",
+        "comma list of Secrets in the source namespace: `name` or `source=target`",
+    ),
+    (
+        "SOURCE_NAMESPACE",
+        "in-cluster namespace, else kubeconfig namespace",
+        "where source Secrets (and the inventory) live",
+    ),
     ("DOCKERCONFIGJSON", "", "inline docker config JSON"),
-    ("DOCKERCONFIGJSON_FILE", "", "path to a docker config JSON file, read every run"),
-    ("REGISTRY_SERVER", DEFAULT_REGISTRY_SERVER, "registry for the server/username/password mode"),
+    (
+        "DOCKERCONFIGJSON_FILE",
+        "",
+        "path to a docker config JSON file, read every run",
+    ),
+    (
+        "REGISTRY_SERVER",
+        DEFAULT_REGISTRY_SERVER,
+        "registry for the server/username/password mode",
+    ),
     ("REGISTRY_USERNAME", "", "registry user name"),
     ("REGISTRY_PASSWORD", "", "registry password"),
     ("REGISTRY_EMAIL", "", "registry e-mail (optional)"),
-    ("SECRET_NAME", DEFAULT_SECRET_NAME, "target Secret name for the inline/file/registry modes"),
+    (
+        "SECRET_NAME",
+        DEFAULT_SECRET_NAME,
+        "target Secret name for the inline/file/registry modes",
+    ),
     ("NAMESPACES", "*", "names or globs of namespaces to include"),
-    ("EXCLUDE_NAMESPACES", DEFAULT_EXCLUDES, "names or globs of namespaces to exclude"),
-    ("NAMESPACE_SELECTOR", "", "label selector for namespaces, evaluated by the API server"),
-    ("SERVICE_ACCOUNTS", "default", "names or globs of ServiceAccounts to patch; `*` = all; empty = none"),
-    ("ADOPT", "patcher", "take over unlabelled same-name Secrets: patcher, all or none"),
-    ("PRUNE", "true", "remove our Secrets and entries that are no longer wanted"),
+    (
+        "EXCLUDE_NAMESPACES",
+        DEFAULT_EXCLUDES,
+        "names or globs of namespaces to exclude",
+    ),
+    (
+        "NAMESPACE_SELECTOR",
+        "",
+        "label selector for namespaces, evaluated by the API server",
+    ),
+    (
+        "SERVICE_ACCOUNTS",
+        "default",
+        "names or globs of ServiceAccounts to patch; `*` = all; empty = none",
+    ),
+    (
+        "ADOPT",
+        "patcher",
+        "take over unlabelled same-name Secrets: patcher, all or none",
+    ),
+    (
+        "PRUNE",
+        "true",
+        "remove our Secrets and entries that are no longer wanted",
+    ),
     ("DRY_RUN", "false", "plan and report, write nothing (also --dry-run)"),
     ("CONCURRENCY", "16", "writes in flight (1-256)"),
     ("TIMEOUT_SECS", "300", "whole-run deadline in seconds"),
@@ -86,9 +126,21 @@ pub struct Mapping {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Secrets(Vec<Mapping>),
-    Inline { json: Sensitive, target: String },
-    File { path: String, target: String },
-    Registry { server: String, username: String, password: Sensitive, email: Option<String>, target: String },
+    Inline {
+        json: Sensitive,
+        target: String,
+    },
+    File {
+        path: String,
+        target: String,
+    },
+    Registry {
+        server: String,
+        username: String,
+        password: Sensitive,
+        email: Option<String>,
+        target: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,9 +233,14 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     let secrets = non_empty(raw.source_secrets);
     let inline = raw.dockerconfigjson.filter(|s| !s.trim().is_empty());
     let file = non_empty(raw.dockerconfigjson_file);
-    let registry_set = [&raw.registry_server, &raw.registry_username, &raw.registry_password, &raw.registry_email]
-        .iter()
-        .any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()));
+    let registry_set = [
+        &raw.registry_server,
+        &raw.registry_username,
+        &raw.registry_password,
+        &raw.registry_email,
+    ]
+    .iter()
+    .any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()));
     let mut modes = Vec::new();
     if secrets.is_some() {
         modes.push("PULLSECRET_SOURCE_SECRETS");
@@ -198,12 +255,18 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
         modes.push("PULLSECRET_REGISTRY_*");
     }
     if modes.len() > 1 {
-        bail!("more than one credentials source is set ({}): set exactly one", modes.join(", "));
+        bail!(
+            "more than one credentials source is set ({}): set exactly one",
+            modes.join(", ")
+        );
     }
     let source = if let Some(list) = secrets {
         Source::Secrets(parse_mappings(&list)?)
     } else if let Some(json) = inline {
-        Source::Inline { json: Sensitive(json), target }
+        Source::Inline {
+            json: Sensitive(json),
+            target,
+        }
     } else if let Some(path) = file {
         Source::File { path, target }
     } else if registry_set {
@@ -214,7 +277,13 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
             .filter(|p| !p.is_empty())
             .context("PULLSECRET_REGISTRY_PASSWORD is required with the other PULLSECRET_REGISTRY_* variables")?;
         let server = non_empty(raw.registry_server).unwrap_or_else(|| DEFAULT_REGISTRY_SERVER.to_owned());
-        Source::Registry { server, username, password: Sensitive(password), email: non_empty(raw.registry_email), target }
+        Source::Registry {
+            server,
+            username,
+            password: Sensitive(password),
+            email: non_empty(raw.registry_email),
+            target,
+        }
     } else {
         bail!(
             "no credentials source: set one of PULLSECRET_SOURCE_SECRETS, PULLSECRET_DOCKERCONFIGJSON, \
@@ -229,20 +298,26 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
         }
         None => None,
     };
-    let include = parse_globs("PULLSECRET_NAMESPACES", &non_empty(raw.namespaces).unwrap_or_else(|| "*".into()))?;
+    let include = parse_globs(
+        "PULLSECRET_NAMESPACES",
+        &non_empty(raw.namespaces).unwrap_or_else(|| "*".into()),
+    )?;
     let exclude = parse_globs(
         "PULLSECRET_EXCLUDE_NAMESPACES",
         &raw.exclude_namespaces.unwrap_or_else(|| DEFAULT_EXCLUDES.into()),
     )?;
     let namespace_selector = match non_empty(raw.namespace_selector) {
         Some(s) => {
-            crate::selector::check(&s).with_context(|| format!("PULLSECRET_NAMESPACE_SELECTOR: invalid label selector {s:?}"))?;
+            crate::selector::check(&s)
+                .with_context(|| format!("PULLSECRET_NAMESPACE_SELECTOR: invalid label selector {s:?}"))?;
             Some(s)
         }
         None => None,
     };
-    let service_accounts =
-        parse_globs("PULLSECRET_SERVICE_ACCOUNTS", &raw.service_accounts.unwrap_or_else(|| "default".into()))?;
+    let service_accounts = parse_globs(
+        "PULLSECRET_SERVICE_ACCOUNTS",
+        &raw.service_accounts.unwrap_or_else(|| "default".into()),
+    )?;
     let adopt = match non_empty(raw.adopt).as_deref() {
         None | Some("patcher") => Adopt::Patcher,
         Some("all") => Adopt::All,
@@ -252,7 +327,13 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     let prune = parse_bool("PULLSECRET_PRUNE", raw.prune, true)?;
     let dry_run = parse_bool("PULLSECRET_DRY_RUN", raw.dry_run, false)? || force_dry_run;
     let concurrency = parse_number("PULLSECRET_CONCURRENCY", raw.concurrency, 16, 1, 256)? as usize;
-    let timeout = Duration::from_secs(parse_number("PULLSECRET_TIMEOUT_SECS", raw.timeout_secs, 300, 1, 86_400)?);
+    let timeout = Duration::from_secs(parse_number(
+        "PULLSECRET_TIMEOUT_SECS",
+        raw.timeout_secs,
+        300,
+        1,
+        86_400,
+    )?);
     let output = parse_format("PULLSECRET_OUTPUT", raw.output)?;
     let log_format = parse_format("PULLSECRET_LOG_FORMAT", raw.log_format)?;
     Ok(Config {
@@ -280,13 +361,17 @@ fn parse_mappings(list: &str) -> Result<Vec<Mapping>> {
             None => (item, item),
         };
         for name in [source, target] {
-            check_object_name(name)
-                .with_context(|| format!("PULLSECRET_SOURCE_SECRETS: invalid Secret name {name:?} in entry {item:?}"))?;
+            check_object_name(name).with_context(|| {
+                format!("PULLSECRET_SOURCE_SECRETS: invalid Secret name {name:?} in entry {item:?}")
+            })?;
         }
         if out.iter().any(|m| m.target == target) {
             bail!("PULLSECRET_SOURCE_SECRETS: target {target:?} appears twice; each target needs exactly one source");
         }
-        out.push(Mapping { source: source.to_owned(), target: target.to_owned() });
+        out.push(Mapping {
+            source: source.to_owned(),
+            target: target.to_owned(),
+        });
     }
     if out.is_empty() {
         bail!("PULLSECRET_SOURCE_SECRETS: no Secret names given");
@@ -313,7 +398,9 @@ fn parse_bool(var: &str, value: Option<String>, default: bool) -> Result<bool> {
 
 fn parse_number(var: &str, value: Option<String>, default: u64, min: u64, max: u64) -> Result<u64> {
     let Some(v) = non_empty(value) else { return Ok(default) };
-    let n: u64 = v.parse().map_err(|_| anyhow::anyhow!("{var}: expected a whole number, got {v:?}"))?;
+    let n: u64 = v
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{var}: expected a whole number, got {v:?}"))?;
     if !(min..=max).contains(&n) {
         bail!("{var}: {n} is out of range {min}-{max}");
     }
@@ -341,7 +428,9 @@ pub fn check_object_name(name: &str) -> Result<()> {
 
 /// RFC 1123 label, as the API server requires for namespace names.
 pub fn check_label(name: &str) -> Result<()> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
     if name.is_empty() || name.len() > 63 || !ok_chars || !ok_ends {
@@ -369,11 +458,20 @@ mod tests {
     #[test]
     fn defaults_with_one_source() {
         let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "regcred")]).unwrap();
-        assert_eq!(c.source, Source::Secrets(vec![Mapping { source: "regcred".into(), target: "regcred".into() }]));
+        assert_eq!(
+            c.source,
+            Source::Secrets(vec![Mapping {
+                source: "regcred".into(),
+                target: "regcred".into()
+            }])
+        );
         assert_eq!(c.include, vec![Glob::new("*").unwrap()]);
         assert_eq!(c.exclude.len(), 3);
         assert_eq!(c.service_accounts, vec![Glob::new("default").unwrap()]);
-        assert_eq!((c.adopt, c.prune, c.dry_run, c.concurrency), (Adopt::Patcher, true, false, 16));
+        assert_eq!(
+            (c.adopt, c.prune, c.dry_run, c.concurrency),
+            (Adopt::Patcher, true, false, 16)
+        );
         assert_eq!(c.timeout, Duration::from_secs(300));
         assert_eq!((c.output, c.log_format), (Format::Text, Format::Text));
         assert_eq!(c.source_namespace, None);
@@ -406,9 +504,15 @@ mod tests {
 
     #[test]
     fn registry_mode_defaults_server() {
-        let c = parse(&[("PULLSECRET_REGISTRY_USERNAME", "u"), ("PULLSECRET_REGISTRY_PASSWORD", "p")]).unwrap();
+        let c = parse(&[
+            ("PULLSECRET_REGISTRY_USERNAME", "u"),
+            ("PULLSECRET_REGISTRY_PASSWORD", "p"),
+        ])
+        .unwrap();
         match c.source {
-            Source::Registry { server, target, email, .. } => {
+            Source::Registry {
+                server, target, email, ..
+            } => {
                 assert_eq!(server, DEFAULT_REGISTRY_SERVER);
                 assert_eq!(target, DEFAULT_SECRET_NAME);
                 assert_eq!(email, None);
@@ -419,14 +523,20 @@ mod tests {
 
     #[test]
     fn unknown_variable_is_named_and_value_not_echoed() {
-        let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PRUNNE", "hunter2-secret")]);
+        let e = err(&[
+            ("PULLSECRET_SOURCE_SECRETS", "a"),
+            ("PULLSECRET_PRUNNE", "hunter2-secret"),
+        ]);
         assert!(e.contains("PULLSECRET_PRUNNE"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]
     fn service_link_variables_get_a_hint() {
-        let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_RECONCILER_SERVICE_HOST", "10.0.0.1")]);
+        let e = err(&[
+            ("PULLSECRET_SOURCE_SECRETS", "a"),
+            ("PULLSECRET_RECONCILER_SERVICE_HOST", "10.0.0.1"),
+        ]);
         assert!(e.contains("enableServiceLinks"), "{e}");
     }
 
@@ -434,27 +544,99 @@ mod tests {
     fn every_failure_names_its_variable() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "no credentials source"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_DOCKERCONFIGJSON", "{}")], "more than one"),
-            (&[("PULLSECRET_DOCKERCONFIGJSON_FILE", "/x"), ("PULLSECRET_REGISTRY_USERNAME", "u")], "more than one"),
+            (
+                &[
+                    ("PULLSECRET_SOURCE_SECRETS", "a"),
+                    ("PULLSECRET_DOCKERCONFIGJSON", "{}"),
+                ],
+                "more than one",
+            ),
+            (
+                &[
+                    ("PULLSECRET_DOCKERCONFIGJSON_FILE", "/x"),
+                    ("PULLSECRET_REGISTRY_USERNAME", "u"),
+                ],
+                "more than one",
+            ),
             (&[("PULLSECRET_REGISTRY_USERNAME", "u")], "PULLSECRET_REGISTRY_PASSWORD"),
             (&[("PULLSECRET_REGISTRY_PASSWORD", "p")], "PULLSECRET_REGISTRY_USERNAME"),
-            (&[("PULLSECRET_REGISTRY_SERVER", "r.example")], "PULLSECRET_REGISTRY_USERNAME"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "Bad_Name")], "PULLSECRET_SOURCE_SECRETS"),
+            (
+                &[("PULLSECRET_REGISTRY_SERVER", "r.example")],
+                "PULLSECRET_REGISTRY_USERNAME",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "Bad_Name")],
+                "PULLSECRET_SOURCE_SECRETS",
+            ),
             (&[("PULLSECRET_SOURCE_SECRETS", "a=b,c=b")], "appears twice"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PRUNE", "maybe")], "PULLSECRET_PRUNE"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_DRY_RUN", "ja")], "PULLSECRET_DRY_RUN"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_CONCURRENCY", "ten")], "PULLSECRET_CONCURRENCY"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_CONCURRENCY", "0")], "out of range"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_TIMEOUT_SECS", "-1")], "PULLSECRET_TIMEOUT_SECS"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_NAMESPACES", "team-[a")], "PULLSECRET_NAMESPACES"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_EXCLUDE_NAMESPACES", "A*")], "PULLSECRET_EXCLUDE_NAMESPACES"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_SERVICE_ACCOUNTS", "x y")], "PULLSECRET_SERVICE_ACCOUNTS"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_NAMESPACE_SELECTOR", "env in (a")], "PULLSECRET_NAMESPACE_SELECTOR"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_ADOPT", "some")], "PULLSECRET_ADOPT"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_OUTPUT", "yaml")], "PULLSECRET_OUTPUT"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_LOG_FORMAT", "xml")], "PULLSECRET_LOG_FORMAT"),
-            (&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_SOURCE_NAMESPACE", "Tools")], "PULLSECRET_SOURCE_NAMESPACE"),
-            (&[("PULLSECRET_DOCKERCONFIGJSON", "{}"), ("PULLSECRET_SECRET_NAME", "-x")], "PULLSECRET_SECRET_NAME"),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PRUNE", "maybe")],
+                "PULLSECRET_PRUNE",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_DRY_RUN", "ja")],
+                "PULLSECRET_DRY_RUN",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_CONCURRENCY", "ten")],
+                "PULLSECRET_CONCURRENCY",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_CONCURRENCY", "0")],
+                "out of range",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_TIMEOUT_SECS", "-1")],
+                "PULLSECRET_TIMEOUT_SECS",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_NAMESPACES", "team-[a")],
+                "PULLSECRET_NAMESPACES",
+            ),
+            (
+                &[
+                    ("PULLSECRET_SOURCE_SECRETS", "a"),
+                    ("PULLSECRET_EXCLUDE_NAMESPACES", "A*"),
+                ],
+                "PULLSECRET_EXCLUDE_NAMESPACES",
+            ),
+            (
+                &[
+                    ("PULLSECRET_SOURCE_SECRETS", "a"),
+                    ("PULLSECRET_SERVICE_ACCOUNTS", "x y"),
+                ],
+                "PULLSECRET_SERVICE_ACCOUNTS",
+            ),
+            (
+                &[
+                    ("PULLSECRET_SOURCE_SECRETS", "a"),
+                    ("PULLSECRET_NAMESPACE_SELECTOR", "env in (a"),
+                ],
+                "PULLSECRET_NAMESPACE_SELECTOR",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_ADOPT", "some")],
+                "PULLSECRET_ADOPT",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_OUTPUT", "yaml")],
+                "PULLSECRET_OUTPUT",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_LOG_FORMAT", "xml")],
+                "PULLSECRET_LOG_FORMAT",
+            ),
+            (
+                &[
+                    ("PULLSECRET_SOURCE_SECRETS", "a"),
+                    ("PULLSECRET_SOURCE_NAMESPACE", "Tools"),
+                ],
+                "PULLSECRET_SOURCE_NAMESPACE",
+            ),
+            (
+                &[("PULLSECRET_DOCKERCONFIGJSON", "{}"), ("PULLSECRET_SECRET_NAME", "-x")],
+                "PULLSECRET_SECRET_NAME",
+            ),
         ];
         for (pairs, want) in cases {
             let e = err(pairs);
@@ -464,9 +646,32 @@ mod tests {
 
     #[test]
     fn password_is_redacted_in_debug() {
-        let c = parse(&[("PULLSECRET_REGISTRY_USERNAME", "u"), ("PULLSECRET_REGISTRY_PASSWORD", "s3cr3t-pw")]).unwrap();
+        let c = parse(&[
+            ("PULLSECRET_REGISTRY_USERNAME", "u"),
+            ("PULLSECRET_REGISTRY_PASSWORD", "s3cr3t-pw"),
+        ])
+        .unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t-pw"));
         let c = parse(&[("PULLSECRET_DOCKERCONFIGJSON", "{\"auths\":{\"x\":{\"auth\":\"zzz\"}}}")]).unwrap();
         assert!(!format!("{c:?}").contains("zzz"));
+    }
+
+    proptest::proptest! {
+        /// Any values for the known variables parse or fail cleanly, never echoing a password.
+        #[test]
+        fn arbitrary_values_never_panic(values in proptest::collection::vec("\\PC{0,12}", VARIABLES.len())) {
+            let pairs: Vec<(String, String)> = VARIABLES
+                .iter()
+                .zip(&values)
+                .map(|((name, _, _), v)| (format!("{PREFIX}{name}"), v.clone()))
+                .collect();
+            if let Err(e) = Config::from_env(pairs, false) {
+                let password = &values[VARIABLES.iter().position(|(n, _, _)| *n == "REGISTRY_PASSWORD").unwrap()];
+                let message = format!("{e:#}");
+                if password.len() > 3 {
+                    proptest::prop_assert!(!message.contains(password.as_str()), "{}", message);
+                }
+            }
+        }
     }
 }

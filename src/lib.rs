@@ -34,7 +34,12 @@ pub const INVENTORY_KEY: &str = "names";
 /// One run. `Err` means the run stopped before writing anything (exit code 2): the source could
 /// not be read or validated, or the cluster could not be listed. Everything after that is in the
 /// returned [`Summary`].
-pub async fn run(config: &Config, client: &Client, counter: &client::RequestCounter, source_namespace: &str) -> Result<Summary> {
+pub async fn run(
+    config: &Config,
+    client: &Client,
+    counter: &client::RequestCounter,
+    source_namespace: &str,
+) -> Result<Summary> {
     let started = Instant::now();
     let deadline = started + config.timeout;
     let targets = config.targets();
@@ -47,9 +52,12 @@ pub async fn run(config: &Config, client: &Client, counter: &client::RequestCoun
         let observed = observe::observe(client, config.namespace_selector.as_deref(), &names, inventory).await?;
         anyhow::Ok((credentials, observed))
     };
-    let (credentials, observed) = timeout_at(deadline, read)
-        .await
-        .map_err(|_| anyhow!("the run deadline ({}s) passed while reading the cluster", config.timeout.as_secs()))??;
+    let (credentials, observed) = timeout_at(deadline, read).await.map_err(|_| {
+        anyhow!(
+            "the run deadline ({}s) passed while reading the cluster",
+            config.timeout.as_secs()
+        )
+    })??;
     tracing::info!(
         namespaces = observed.namespaces.len(),
         secrets = observed.secrets.len(),
@@ -62,8 +70,11 @@ pub async fn run(config: &Config, client: &Client, counter: &client::RequestCoun
     tracing::info!(
         selected = plan.namespaces.selected,
         secret_writes = plan.secrets.iter().filter(|a| a.op.is_write()).count(),
-        service_account_writes =
-            plan.service_accounts.iter().filter(|a| matches!(a.op, plan::ServiceAccountOp::Patch { .. })).count(),
+        service_account_writes = plan
+            .service_accounts
+            .iter()
+            .filter(|a| matches!(a.op, plan::ServiceAccountOp::Patch { .. }))
+            .count(),
         dry_run = config.dry_run,
         "planned"
     );

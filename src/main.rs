@@ -16,7 +16,10 @@ fn help() -> String {
     );
     for (name, default, meaning) in VARIABLES {
         let default = if default.is_empty() { "(none)" } else { default };
-        s.push_str(&format!("  {PREFIX}{name:<22} {meaning}\n  {:<33} default: {default}\n", ""));
+        s.push_str(&format!(
+            "  {PREFIX}{name:<22} {meaning}\n  {:<33} default: {default}\n",
+            ""
+        ));
     }
     s.push_str(
         "\nExit codes: 0 converged; 1 finished, not converged (failed writes, conflicts, deadline);\n\
@@ -43,7 +46,9 @@ fn environment() -> Result<Vec<(String, String)>, String> {
 fn init_logs(format: Format) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         Format::Json => builder.json().init(),
         Format::Text => builder.with_ansi(false).init(),
@@ -69,7 +74,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    let config = match environment().map_err(anyhow::Error::msg).and_then(|env| Config::from_env(env, dry_run)) {
+    let config = match environment()
+        .map_err(anyhow::Error::msg)
+        .and_then(|env| Config::from_env(env, dry_run))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -11,7 +11,9 @@ use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
 use crate::source::DOCKERCONFIGJSON_KEY;
-use crate::{FIELD_MANAGER, INVENTORY_KEY, INVENTORY_NAME, MANAGED_BY_LABEL, PATCHER, RECORD_ANNOTATION, SOURCE_ANNOTATION};
+use crate::{
+    FIELD_MANAGER, INVENTORY_KEY, INVENTORY_NAME, MANAGED_BY_LABEL, PATCHER, RECORD_ANNOTATION, SOURCE_ANNOTATION,
+};
 
 const PAGE_SIZE: u32 = 500;
 pub const EXCLUDE_ANNOTATION: &str = "pullsecret-reconciler/exclude";
@@ -62,7 +64,10 @@ impl std::fmt::Debug for SecretState {
             .field("type_", &self.type_)
             .field("ours", &self.ours)
             .field("patcher", &self.patcher)
-            .field("data", &self.data.as_ref().map(|d| format!("<{} bytes redacted>", d.len())))
+            .field(
+                "data",
+                &self.data.as_ref().map(|d| format!("<{} bytes redacted>", d.len())),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +86,12 @@ pub struct ServiceAccountState {
 
 /// Reads everything the planner needs. `names` are the Secret names to look for: the configured
 /// targets plus the inventory, each read with a name field selector so RBAC can be limited to them.
-pub async fn observe(client: &Client, selector: Option<&str>, names: &[String], inventory: Vec<String>) -> Result<Observed> {
+pub async fn observe(
+    client: &Client,
+    selector: Option<&str>,
+    names: &[String],
+    inventory: Vec<String>,
+) -> Result<Observed> {
     let namespaces = list_all::<Namespace, _>(client, selector, None, namespace_state)
         .await
         .context("listing namespaces")?;
@@ -96,7 +106,12 @@ pub async fn observe(client: &Client, selector: Option<&str>, names: &[String], 
     let service_accounts = list_all::<ServiceAccount, _>(client, None, None, service_account_state)
         .await
         .context("listing ServiceAccounts")?;
-    Ok(Observed { namespaces, secrets, service_accounts, inventory })
+    Ok(Observed {
+        namespaces,
+        secrets,
+        service_accounts,
+        inventory,
+    })
 }
 
 /// Reads the inventory of names earlier runs managed; a missing ConfigMap is an empty inventory.
@@ -114,7 +129,11 @@ pub async fn read_inventory(client: &Client, namespace: &str) -> Result<Vec<Stri
 }
 
 pub fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// One paged list, cluster-wide. Each page is reduced by `keep` and dropped before the next is
@@ -148,8 +167,8 @@ fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
 
 fn namespace_state(ns: Namespace) -> NamespaceState {
     let meta = &ns.metadata;
-    let terminating = meta.deletion_timestamp.is_some()
-        || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+    let terminating =
+        meta.deletion_timestamp.is_some() || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
     let flag = |k| annotation(meta, k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     NamespaceState {
         name: meta.name.clone().unwrap_or_default(),
@@ -190,7 +209,12 @@ fn service_account_state(sa: ServiceAccount) -> ServiceAccountState {
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
         resource_version: meta.resource_version.clone().unwrap_or_default(),
-        pull_secrets: sa.image_pull_secrets.unwrap_or_default().into_iter().map(|r| r.name).collect(),
+        pull_secrets: sa
+            .image_pull_secrets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect(),
         recorded: annotation(meta, RECORD_ANNOTATION).map(split_list).unwrap_or_default(),
         list_appliers,
     }

@@ -39,19 +39,34 @@ pub struct SecretAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretOp {
     /// Server-side apply of a new Secret; `credential` indexes the run's credentials.
-    Create { credential: usize },
+    Create {
+        credential: usize,
+    },
     /// Forced server-side apply guarded by the observed resourceVersion.
-    Update { credential: usize, resource_version: String, adopt: bool },
+    Update {
+        credential: usize,
+        resource_version: String,
+        adopt: bool,
+    },
     Unchanged,
     /// Not ours and not adoptable: left alone and reported.
-    Conflict { reason: &'static str, message: String },
+    Conflict {
+        reason: &'static str,
+        message: String,
+    },
     /// Prune: delete with resourceVersion and uid preconditions.
-    Delete { resource_version: String, uid: String },
+    Delete {
+        resource_version: String,
+        uid: String,
+    },
 }
 
 impl SecretOp {
     pub fn is_write(&self) -> bool {
-        matches!(self, SecretOp::Create { .. } | SecretOp::Update { .. } | SecretOp::Delete { .. })
+        matches!(
+            self,
+            SecretOp::Create { .. } | SecretOp::Update { .. } | SecretOp::Delete { .. }
+        )
     }
 }
 
@@ -66,7 +81,12 @@ pub struct ServiceAccountAction {
 pub enum ServiceAccountOp {
     /// Write the whole list (ours added, ours removed, everyone else's kept in order), guarded by
     /// the observed resourceVersion; on a stale version the edit is re-applied to a fresh read.
-    Patch { resource_version: String, edit: Edit, list: Vec<String>, recorded: Vec<String> },
+    Patch {
+        resource_version: String,
+        edit: Edit,
+        list: Vec<String>,
+        recorded: Vec<String>,
+    },
     Unchanged,
     /// A selected ServiceAccount name that does not exist (yet) in a selected namespace.
     Missing,
@@ -85,8 +105,11 @@ impl Edit {
     pub fn apply_to(&self, list: &[String], recorded: &[String]) -> Option<(Vec<String>, Vec<String>)> {
         let removable = |n: &String| self.remove.contains(n) && recorded.contains(n);
         let mut new_list: Vec<String> = list.iter().filter(|n| !removable(n)).cloned().collect();
-        let mut new_recorded: Vec<String> =
-            recorded.iter().filter(|n| !removable(n) && new_list.contains(n)).cloned().collect();
+        let mut new_recorded: Vec<String> = recorded
+            .iter()
+            .filter(|n| !removable(n) && new_list.contains(n))
+            .cloned()
+            .collect();
         for name in &self.add {
             if !new_list.contains(name) {
                 new_list.push(name.clone());
@@ -95,7 +118,6 @@ impl Edit {
                 }
             }
         }
-        dedup_in_order(&mut new_list);
         (new_list != list || new_recorded != recorded).then_some((new_list, new_recorded))
     }
 }
@@ -146,9 +168,11 @@ pub fn plan(config: &Config, credentials: &[Credential], observed: &Observed) ->
     }
 
     let is_source = |ns: &str, name: &str| {
-        credentials
-            .iter()
-            .any(|c| c.source_secret.as_ref().is_some_and(|(sns, sname)| sns == ns && sname == name))
+        credentials.iter().any(|c| {
+            c.source_secret
+                .as_ref()
+                .is_some_and(|(sns, sname)| sns == ns && sname == name)
+        })
     };
     let mut existing: BTreeMap<(&str, &str), &SecretState> = BTreeMap::new();
     for s in &observed.secrets {
@@ -173,7 +197,11 @@ pub fn plan(config: &Config, credentials: &[Credential], observed: &Observed) ->
                 SecretOp::Conflict { .. } => blocked.insert(key),
                 _ => usable.insert(key),
             };
-            plan.secrets.push(SecretAction { namespace: ns.to_string(), name: cred.target.clone(), op });
+            plan.secrets.push(SecretAction {
+                namespace: ns.to_string(),
+                name: cred.target.clone(),
+                op,
+            });
         }
     }
 
@@ -190,19 +218,35 @@ pub fn plan(config: &Config, credentials: &[Credential], observed: &Observed) ->
                 plan.secrets.push(SecretAction {
                     namespace: s.namespace.clone(),
                     name: s.name.clone(),
-                    op: SecretOp::Delete { resource_version: s.resource_version.clone(), uid: s.uid.clone() },
+                    op: SecretOp::Delete {
+                        resource_version: s.resource_version.clone(),
+                        uid: s.uid.clone(),
+                    },
                 });
             }
         }
     }
 
     if !config.service_accounts.is_empty() {
-        plan_service_accounts(config, observed, &selected, &terminating, &targets, &managed, &usable, &blocked, &mut plan);
+        plan_service_accounts(
+            config,
+            observed,
+            &selected,
+            &terminating,
+            &targets,
+            &managed,
+            &usable,
+            &blocked,
+            &mut plan,
+        );
     }
 
-    plan.secrets.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    plan.service_accounts.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    plan.warnings.sort_by(|a, b| (&a.namespace, &a.name, &a.message).cmp(&(&b.namespace, &b.name, &b.message)));
+    plan.secrets
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    plan.service_accounts
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    plan.warnings
+        .sort_by(|a, b| (&a.namespace, &a.name, &a.message).cmp(&(&b.namespace, &b.name, &b.message)));
 
     // Inventory: remember new names before writing them; forget retired ones (prune only) once
     // the apply stage has seen every removal of theirs succeed.
@@ -222,7 +266,11 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 fn secret_op(config: &Config, i: usize, cred: &Credential, s: &SecretState) -> SecretOp {
-    let others = if s.managers.is_empty() { "no field manager recorded".to_owned() } else { s.managers.join(", ") };
+    let others = if s.managers.is_empty() {
+        "no field manager recorded".to_owned()
+    } else {
+        s.managers.join(", ")
+    };
     if s.type_ != DOCKERCONFIGJSON_TYPE {
         return SecretOp::Conflict {
             reason: "WrongType",
@@ -234,11 +282,16 @@ fn secret_op(config: &Config, i: usize, cred: &Credential, s: &SecretState) -> S
         };
     }
     if s.ours {
-        let same = s.data.as_deref() == Some(cred.data.as_slice()) && s.source_annotation.as_deref() == Some(&cred.origin);
+        let same =
+            s.data.as_deref() == Some(cred.data.as_slice()) && s.source_annotation.as_deref() == Some(&cred.origin);
         return if same {
             SecretOp::Unchanged
         } else {
-            SecretOp::Update { credential: i, resource_version: s.resource_version.clone(), adopt: false }
+            SecretOp::Update {
+                credential: i,
+                resource_version: s.resource_version.clone(),
+                adopt: false,
+            }
         };
     }
     let adoptable = match config.adopt {
@@ -247,7 +300,11 @@ fn secret_op(config: &Config, i: usize, cred: &Credential, s: &SecretState) -> S
         Adopt::None => false,
     };
     if adoptable {
-        SecretOp::Update { credential: i, resource_version: s.resource_version.clone(), adopt: true }
+        SecretOp::Update {
+            credential: i,
+            resource_version: s.resource_version.clone(),
+            adopt: true,
+        }
     } else {
         SecretOp::Conflict {
             reason: "NotOwned",
@@ -284,7 +341,11 @@ fn plan_service_accounts(
         for sa in sas.iter() {
             let in_scope = selected.contains(ns) && any_matches(&config.service_accounts, &sa.name);
             let key = |t: &String| (ns.to_string(), t.clone());
-            let add: Vec<String> = if in_scope { targets.iter().filter(|t| usable.contains(&key(t))).cloned().collect() } else { vec![] };
+            let add: Vec<String> = if in_scope {
+                targets.iter().filter(|t| usable.contains(&key(t))).cloned().collect()
+            } else {
+                vec![]
+            };
             // Ours to remove: recorded, managed by this configuration, and no longer wanted here.
             // A target whose Secret is someone else's (a conflict) is neither added nor removed.
             let remove: Vec<String> = if config.prune {
@@ -298,9 +359,12 @@ fn plan_service_accounts(
             };
             let edit = Edit { add, remove };
             let op = match edit.apply_to(&sa.pull_secrets, &sa.recorded) {
-                Some((list, recorded)) => {
-                    ServiceAccountOp::Patch { resource_version: sa.resource_version.clone(), edit, list, recorded }
-                }
+                Some((list, recorded)) => ServiceAccountOp::Patch {
+                    resource_version: sa.resource_version.clone(),
+                    edit,
+                    list,
+                    recorded,
+                },
                 None => ServiceAccountOp::Unchanged,
             };
             if in_scope && !sa.list_appliers.is_empty() && !targets.is_empty() {
@@ -319,13 +383,19 @@ fn plan_service_accounts(
             }
             // Only in-scope ServiceAccounts and real changes are worth a line in the plan.
             if in_scope || matches!(op, ServiceAccountOp::Patch { .. }) {
-                plan.service_accounts.push(ServiceAccountAction { namespace: ns.to_string(), name: sa.name.clone(), op });
+                plan.service_accounts.push(ServiceAccountAction {
+                    namespace: ns.to_string(),
+                    name: sa.name.clone(),
+                    op,
+                });
             }
         }
     }
     for ns in selected {
-        let present: BTreeSet<&str> =
-            by_ns.get(ns).map(|v| v.iter().map(|s| s.name.as_str()).collect()).unwrap_or_default();
+        let present: BTreeSet<&str> = by_ns
+            .get(ns)
+            .map(|v| v.iter().map(|s| s.name.as_str()).collect())
+            .unwrap_or_default();
         for g in config.service_accounts.iter().filter(|g| g.is_literal()) {
             if !present.contains(g.as_str()) {
                 plan.service_accounts.push(ServiceAccountAction {
@@ -337,3 +407,7 @@ fn plan_service_accounts(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -74,13 +74,22 @@ impl Summary {
     /// Builds the summary of a run that got as far as a plan. In a dry run `outcomes` is empty
     /// and every planned action counts as what would happen.
     pub fn from_run(plan: &Plan, outcomes: &Outcomes, dry_run: bool) -> Summary {
-        let mut s = Summary { dry_run, ..Summary::default() };
+        let mut s = Summary {
+            dry_run,
+            ..Summary::default()
+        };
         let n = plan.namespaces;
-        s.namespaces = Namespaces { seen: n.seen, selected: n.selected, excluded: n.excluded, terminating: n.terminating };
+        s.namespaces = Namespaces {
+            seen: n.seen,
+            selected: n.selected,
+            excluded: n.excluded,
+            terminating: n.terminating,
+        };
         for (i, a) in plan.secrets.iter().enumerate() {
             if let SecretOp::Conflict { reason, message } = &a.op {
                 s.secrets.conflicts += 1;
-                s.problems.push(problem(&a.namespace, "Secret", &a.name, reason, message, "error"));
+                s.problems
+                    .push(problem(&a.namespace, "Secret", &a.name, reason, message, "error"));
                 continue;
             }
             if let Some(Some(f)) = outcomes.secrets.get(i) {
@@ -116,7 +125,8 @@ impl Summary {
             s.problems.push(failure("", "ConfigMap", crate::INVENTORY_NAME, f));
         }
         for w in &plan.warnings {
-            s.problems.push(problem(&w.namespace, w.kind, &w.name, w.reason, &w.message, "warning"));
+            s.problems
+                .push(problem(&w.namespace, w.kind, &w.name, w.reason, &w.message, "warning"));
         }
         s.converged = !s.problems.iter().any(|p| p.severity == "error");
         s
@@ -154,7 +164,11 @@ impl Summary {
             1 => "NOT converged",
             _ => "stopped, nothing written",
         };
-        let dry = if self.dry_run { " (dry run: counts are what would happen)" } else { "" };
+        let dry = if self.dry_run {
+            " (dry run: counts are what would happen)"
+        } else {
+            ""
+        };
         let _ = writeln!(t, "pullsecret-reconciler: {state}{dry} in {} ms", self.duration_ms);
         let n = &self.namespaces;
         let _ = writeln!(
@@ -174,7 +188,11 @@ impl Summary {
             "  service accounts: {} patched, {} unchanged, {} missing, {} failed",
             a.patched, a.unchanged, a.missing, a.failed
         );
-        let _ = writeln!(t, "  api requests:     {} reads, {} writes", self.api_requests.reads, self.api_requests.writes);
+        let _ = writeln!(
+            t,
+            "  api requests:     {} reads, {} writes",
+            self.api_requests.reads, self.api_requests.writes
+        );
         if !self.problems.is_empty() {
             let _ = writeln!(t, "  problems:");
             for p in &self.problems {
@@ -211,22 +229,59 @@ mod tests {
     use crate::plan::{Edit, NamespaceCounts, SecretAction, ServiceAccountAction, Warning};
 
     fn sample() -> Plan {
-        let s = |ns: &str, op| SecretAction { namespace: ns.into(), name: "regcred".into(), op };
+        let s = |ns: &str, op| SecretAction {
+            namespace: ns.into(),
+            name: "regcred".into(),
+            op,
+        };
         Plan {
-            namespaces: NamespaceCounts { seen: 5, selected: 3, excluded: 1, terminating: 1 },
+            namespaces: NamespaceCounts {
+                seen: 5,
+                selected: 3,
+                excluded: 1,
+                terminating: 1,
+            },
             secrets: vec![
                 s("a", SecretOp::Create { credential: 0 }),
-                s("b", SecretOp::Update { credential: 0, resource_version: "1".into(), adopt: true }),
-                s("c", SecretOp::Conflict { reason: "NotOwned", message: "left alone".into() }),
-                s("d", SecretOp::Delete { resource_version: "2".into(), uid: "u".into() }),
+                s(
+                    "b",
+                    SecretOp::Update {
+                        credential: 0,
+                        resource_version: "1".into(),
+                        adopt: true,
+                    },
+                ),
+                s(
+                    "c",
+                    SecretOp::Conflict {
+                        reason: "NotOwned",
+                        message: "left alone".into(),
+                    },
+                ),
+                s(
+                    "d",
+                    SecretOp::Delete {
+                        resource_version: "2".into(),
+                        uid: "u".into(),
+                    },
+                ),
             ],
             service_accounts: vec![
                 ServiceAccountAction {
                     namespace: "a".into(),
                     name: "default".into(),
-                    op: ServiceAccountOp::Patch { resource_version: "3".into(), edit: Edit::default(), list: vec![], recorded: vec![] },
+                    op: ServiceAccountOp::Patch {
+                        resource_version: "3".into(),
+                        edit: Edit::default(),
+                        list: vec![],
+                        recorded: vec![],
+                    },
                 },
-                ServiceAccountAction { namespace: "b".into(), name: "default".into(), op: ServiceAccountOp::Missing },
+                ServiceAccountAction {
+                    namespace: "b".into(),
+                    name: "default".into(),
+                    op: ServiceAccountOp::Missing,
+                },
             ],
             warnings: vec![Warning {
                 namespace: "a".into(),
@@ -242,7 +297,18 @@ mod tests {
     #[test]
     fn dry_run_counts_what_would_happen() {
         let s = Summary::from_run(&sample(), &Outcomes::default(), true);
-        assert_eq!(s.secrets, Secrets { created: 1, updated: 1, adopted: 1, unchanged: 0, deleted: 1, conflicts: 1, failed: 0 });
+        assert_eq!(
+            s.secrets,
+            Secrets {
+                created: 1,
+                updated: 1,
+                adopted: 1,
+                unchanged: 0,
+                deleted: 1,
+                conflicts: 1,
+                failed: 0
+            }
+        );
         assert_eq!((s.service_accounts.patched, s.service_accounts.missing), (1, 1));
         assert_eq!(s.exit_code(), 1, "a conflict is not converged");
         assert_eq!(s.problems.iter().filter(|p| p.severity == "warning").count(), 1);
@@ -255,7 +321,14 @@ mod tests {
         let ok = Summary::from_run(&plan, &Outcomes::default(), false);
         assert_eq!(ok.exit_code(), 0, "warnings alone keep exit 0");
         let outcomes = Outcomes {
-            secrets: vec![Some(Failure { reason: "Forbidden".into(), message: "no".into() }), None, None],
+            secrets: vec![
+                Some(Failure {
+                    reason: "Forbidden".into(),
+                    message: "no".into(),
+                }),
+                None,
+                None,
+            ],
             ..Outcomes::default()
         };
         let s = Summary::from_run(&plan, &outcomes, false);
@@ -268,7 +341,15 @@ mod tests {
     fn json_has_the_contract_keys() {
         let s = Summary::from_run(&sample(), &Outcomes::default(), false);
         let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
-        for key in ["dry_run", "namespaces", "secrets", "service_accounts", "api_requests", "duration_ms", "problems"] {
+        for key in [
+            "dry_run",
+            "namespaces",
+            "secrets",
+            "service_accounts",
+            "api_requests",
+            "duration_ms",
+            "problems",
+        ] {
             assert!(v.get(key).is_some(), "{key}");
         }
         for key in ["created", "updated", "unchanged", "deleted", "conflicts", "failed"] {

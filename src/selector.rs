@@ -23,7 +23,11 @@ pub fn check(selector: &str) -> Result<()> {
             for v in inner.split(',') {
                 check_value(v.trim())?;
             }
-        } else if let Some((key, value)) = req.split_once("!=").or_else(|| req.split_once("==")).or_else(|| req.split_once('=')) {
+        } else if let Some((key, value)) = req
+            .split_once("!=")
+            .or_else(|| req.split_once("=="))
+            .or_else(|| req.split_once('='))
+        {
             check_key(key.trim())?;
             check_value(value.trim())?;
         } else {
@@ -86,7 +90,8 @@ fn check_value(v: &str) -> Result<()> {
 /// Label names and values: at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends.
 fn qualified(s: &str) -> bool {
     s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
@@ -97,15 +102,35 @@ mod tests {
 
     #[test]
     fn valid() {
-        for s in ["env", "!env", "env=prod", "env==prod", "env!=prod", "env in (a,b)", "tier notin (x)",
-            "example.com/team=a,env", "a=b,c in (d, e),!f", "env="] {
+        for s in [
+            "env",
+            "!env",
+            "env=prod",
+            "env==prod",
+            "env!=prod",
+            "env in (a,b)",
+            "tier notin (x)",
+            "example.com/team=a,env",
+            "a=b,c in (d, e),!f",
+            "env=",
+        ] {
             assert!(check(s).is_ok(), "{s}");
         }
     }
 
     #[test]
     fn invalid() {
-        for s in ["env in (a", "=x", "a=b,", "env in a", "bad key=x", "a=b c", "x=-y", ",a", "a)("] {
+        for s in [
+            "env in (a",
+            "=x",
+            "a=b,",
+            "env in a",
+            "bad key=x",
+            "a=b c",
+            "x=-y",
+            ",a",
+            "a)(",
+        ] {
             assert!(check(s).is_err(), "{s}");
         }
     }

@@ -79,7 +79,13 @@ pub async fn load(config: &Config, secrets: &Api<Secret>, source_namespace: &str
                 data: validate(&bytes, &what)?,
             }])
         }
-        Source::Registry { server, username, password, email, target } => Ok(vec![Credential {
+        Source::Registry {
+            server,
+            username,
+            password,
+            email,
+            target,
+        } => Ok(vec![Credential {
             target: target.clone(),
             origin: format!("registry:{server}"),
             source_secret: None,
@@ -101,8 +107,8 @@ pub fn from_secret(secret: &Secret, what: &str) -> Result<Vec<u8>> {
         }
         DOCKERCFG_TYPE => {
             let bytes = key(DOCKERCFG_KEY).ok_or_else(|| anyhow!("{what} has no {DOCKERCFG_KEY} key"))?;
-            let auths: Value =
-                serde_json::from_slice(bytes).map_err(|e| anyhow!("{what}: {DOCKERCFG_KEY} is not valid JSON ({e})"))?;
+            let auths: Value = serde_json::from_slice(bytes)
+                .map_err(|e| anyhow!("{what}: {DOCKERCFG_KEY} is not valid JSON ({e})"))?;
             let converted = serde_json::to_vec(&serde_json::json!({ "auths": auths }))?;
             validate(&converted, what)
         }
@@ -167,7 +173,17 @@ pub fn from_registry(server: &str, username: &str, password: &str, email: Option
         auths: BTreeMap<&'a str, Entry<'a>>,
     }
     let auth = STANDARD.encode(format!("{username}:{password}"));
-    let config = DockerConfig { auths: BTreeMap::from([(server, Entry { username, password, email, auth })]) };
+    let config = DockerConfig {
+        auths: BTreeMap::from([(
+            server,
+            Entry {
+                username,
+                password,
+                email,
+                auth,
+            },
+        )]),
+    };
     // Serialising plain strings into JSON cannot fail.
     serde_json::to_vec(&config).unwrap_or_default()
 }
@@ -180,13 +196,19 @@ mod tests {
     const FAKE: &str = r#"{"auths":{"registry.example.com":{"auth":"ZmFrZS11c2VyOmZha2UtcGFzc3dvcmQ="}}}"#;
 
     fn err(bytes: &str) -> String {
-        format!("{:#}", validate(bytes.as_bytes(), "TEST_SOURCE").expect_err("should fail"))
+        format!(
+            "{:#}",
+            validate(bytes.as_bytes(), "TEST_SOURCE").expect_err("should fail")
+        )
     }
 
     fn secret(ty: &str, key: &str, value: &str) -> Secret {
         Secret {
             type_: Some(ty.into()),
-            data: Some(BTreeMap::from([(key.to_owned(), ByteString(value.as_bytes().to_vec()))])),
+            data: Some(BTreeMap::from([(
+                key.to_owned(),
+                ByteString(value.as_bytes().to_vec()),
+            )])),
             ..Secret::default()
         }
     }
@@ -235,9 +257,15 @@ mod tests {
         let legacy = secret(DOCKERCFG_TYPE, DOCKERCFG_KEY, r#"{"r":{"auth":"dTpw"}}"#);
         let converted: Value = serde_json::from_slice(&from_secret(&legacy, "s").unwrap()).unwrap();
         assert_eq!(converted["auths"]["r"]["auth"], "dTpw");
-        let e = format!("{:#}", from_secret(&secret("Opaque", "x", "y"), "Secret ns/s").unwrap_err());
+        let e = format!(
+            "{:#}",
+            from_secret(&secret("Opaque", "x", "y"), "Secret ns/s").unwrap_err()
+        );
         assert!(e.contains("Secret ns/s has type Opaque"), "{e}");
-        let e = format!("{:#}", from_secret(&secret(DOCKERCONFIGJSON_TYPE, "other", FAKE), "S").unwrap_err());
+        let e = format!(
+            "{:#}",
+            from_secret(&secret(DOCKERCONFIGJSON_TYPE, "other", FAKE), "S").unwrap_err()
+        );
         assert!(e.contains("no .dockerconfigjson key"), "{e}");
     }
 
@@ -249,13 +277,41 @@ mod tests {
             r#"{"auths":{"https://index.docker.io/v1/":{"username":"fake-user","password":"fake-pass","auth":"ZmFrZS11c2VyOmZha2UtcGFzcw=="}}}"#
         );
         let with_email = from_registry("r", "u", "p", Some("a@example.com"));
-        assert!(String::from_utf8(with_email).unwrap().contains(r#""email":"a@example.com""#));
+        assert!(
+            String::from_utf8(with_email)
+                .unwrap()
+                .contains(r#""email":"a@example.com""#)
+        );
         validate(&from_registry("r", "u", "p", None), "x").unwrap();
     }
 
     #[test]
     fn debug_redacts_data() {
-        let c = Credential { target: "t".into(), origin: "o".into(), source_secret: None, data: FAKE.into() };
+        let c = Credential {
+            target: "t".into(),
+            origin: "o".into(),
+            source_secret: None,
+            data: FAKE.into(),
+        };
         assert!(!format!("{c:?}").contains("ZmFrZ"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Arbitrary bytes never panic the parser, and an error never repeats the input.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = validate(&bytes, "FUZZ");
+        }
+
+        #[test]
+        fn arbitrary_entries_never_echo_the_auth(auth in "[A-Za-z0-9+/=:]{12,40}", user in "[a-z]{0,8}") {
+            let doc = format!(r#"{{"auths":{{"r":{{"auth":"{auth}","username":"{user}"}}}}}}"#);
+            if let Err(e) = validate(doc.as_bytes(), "FUZZ") {
+                let message = format!("{e:#}");
+                proptest::prop_assert!(!message.contains(&auth), "{}", message);
+            }
+        }
     }
 }

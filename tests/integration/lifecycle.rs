@@ -16,9 +16,19 @@ async fn secrets_we_do_not_own_are_left_alone_and_reported() {
     for ns in [&opaque, &foreign, &fine] {
         env.create_namespace(ns, &[], &[]).await;
     }
-    env.put_secret(&opaque, &src, "Opaque", "token", b"user-data", &[], &[]).await;
+    env.put_secret(&opaque, &src, "Opaque", "token", b"user-data", &[], &[])
+        .await;
     let users = crate::support::fake_dockerconfig("someone-else", "their-password");
-    env.put_secret(&foreign, &src, "kubernetes.io/dockerconfigjson", ".dockerconfigjson", &users, &[], &[]).await;
+    env.put_secret(
+        &foreign,
+        &src,
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        &users,
+        &[],
+        &[],
+    )
+    .await;
     let before = env.snapshot().await;
 
     let run = env.run(&[("PULLSECRET_SOURCE_SECRETS", src.as_str())]).await;
@@ -30,7 +40,11 @@ async fn secrets_we_do_not_own_are_left_alone_and_reported() {
         assert_eq!(before[&key], after[&key], "{key} was modified");
         let sa = format!("sa/{ns}/default");
         assert_eq!(before[&sa], after[&sa], "{sa} was pointed at a Secret we do not own");
-        let p = run.problems().into_iter().find(|p| p["namespace"] == ns.as_str()).expect("problem reported");
+        let p = run
+            .problems()
+            .into_iter()
+            .find(|p| p["namespace"] == ns.as_str())
+            .expect("problem reported");
         assert_eq!(p["kind"], "Secret");
         assert!(p["message"].as_str().unwrap().contains("managed by"), "{p}");
     }
@@ -49,26 +63,50 @@ async fn imagepullsecret_patcher_secrets_are_adopted_unless_adopt_none() {
     let marker = [("app.kubernetes.io/managed-by", "imagepullsecret-patcher")];
     for ns in [&adopted, &kept] {
         env.create_namespace(ns, &[], &[]).await;
-        env.put_secret(ns, &src, "kubernetes.io/dockerconfigjson", ".dockerconfigjson", &old, &[], &marker).await;
+        env.put_secret(
+            ns,
+            &src,
+            "kubernetes.io/dockerconfigjson",
+            ".dockerconfigjson",
+            &old,
+            &[],
+            &marker,
+        )
+        .await;
         env.set_pull_secrets(ns, "default", &[&src]).await;
     }
 
     // ADOPT=none first, scoped to one namespace: the patcher's Secret is a conflict there.
     let only_kept = kept.clone();
-    let run = env.run(&[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_ADOPT", "none"), ("PULLSECRET_NAMESPACES", &only_kept)]).await;
+    let run = env
+        .run(&[
+            ("PULLSECRET_SOURCE_SECRETS", &src),
+            ("PULLSECRET_ADOPT", "none"),
+            ("PULLSECRET_NAMESPACES", &only_kept),
+        ])
+        .await;
     assert_eq!(run.code, 1, "{run:?}");
     let s = env.secret(&kept, &src).await.unwrap();
     assert!(!is_ours(&s));
     assert_eq!(secret_data(&s), old);
 
     let only_adopted = adopted.clone();
-    let run = env.run(&[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_NAMESPACES", &only_adopted)]).await;
+    let run = env
+        .run(&[
+            ("PULLSECRET_SOURCE_SECRETS", &src),
+            ("PULLSECRET_NAMESPACES", &only_adopted),
+        ])
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.count("secrets", "adopted"), 1, "{}", run.stdout);
     let s = env.secret(&adopted, &src).await.unwrap();
     assert!(is_ours(&s), "adopted Secrets carry our label");
     assert_eq!(secret_data(&s), bytes);
-    assert_eq!(env.pull_secrets(&adopted, "default").await, vec![src.clone()], "no duplicate entry");
+    assert_eq!(
+        env.pull_secrets(&adopted, "default").await,
+        vec![src.clone()],
+        "no duplicate entry"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,23 +120,39 @@ async fn rename_replaces_the_old_name_everywhere_in_one_run() {
         env.create_namespace(ns, &[], &[]).await;
         env.set_pull_secrets(ns, "default", &["other-secret"]).await;
     }
-    let first = env.run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{source}={old}"))]).await;
+    let first = env
+        .run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{source}={old}"))])
+        .await;
     assert_eq!(first.code, 0, "{first:?}");
     for ns in &namespaces {
-        assert_eq!(env.pull_secrets(ns, "default").await, vec!["other-secret".to_string(), old.clone()]);
+        assert_eq!(
+            env.pull_secrets(ns, "default").await,
+            vec!["other-secret".to_string(), old.clone()]
+        );
     }
 
-    let second = env.run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{source}={new}"))]).await;
+    let second = env
+        .run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{source}={new}"))])
+        .await;
     assert_eq!(second.code, 0, "{second:?}");
     for ns in namespaces.iter().chain([&env.home]) {
         assert!(env.secret(ns, &old).await.is_none(), "{old} still in {ns}");
         assert_eq!(secret_data(&env.secret(ns, &new).await.unwrap()), bytes);
     }
     for ns in &namespaces {
-        assert_eq!(env.pull_secrets(ns, "default").await, vec!["other-secret".to_string(), new.clone()], "{ns}");
+        assert_eq!(
+            env.pull_secrets(ns, "default").await,
+            vec!["other-secret".to_string(), new.clone()],
+            "{ns}"
+        );
     }
-    assert!(env.secret(&env.home, &source).await.is_some(), "the source is never pruned");
-    let third = env.run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{source}={new}"))]).await;
+    assert!(
+        env.secret(&env.home, &source).await.is_some(),
+        "the source is never pruned"
+    );
+    let third = env
+        .run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{source}={new}"))])
+        .await;
     assert_eq!(third.writes(), 0, "{}", third.stdout);
 }
 
@@ -113,7 +167,10 @@ async fn a_newly_excluded_namespace_is_cleaned_up_and_nothing_else_changes() {
     env.put_secret(&ns, "users-own", "Opaque", "k", b"v", &[], &[]).await;
     let vars = [("PULLSECRET_SOURCE_SECRETS", src.as_str())];
     assert_eq!(env.run(&vars).await.code, 0);
-    assert_eq!(env.pull_secrets(&ns, "default").await, vec!["other-secret".to_string(), src.clone()]);
+    assert_eq!(
+        env.pull_secrets(&ns, "default").await,
+        vec!["other-secret".to_string(), src.clone()]
+    );
     let before = env.snapshot().await;
 
     let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
@@ -143,23 +200,40 @@ async fn entries_of_a_gitops_applier_survive_and_the_manager_is_named() {
         "imagePullSecrets": [{ "name": "gitops-secret" }],
     });
     let argo = PatchParams::apply("argocd-controller").force();
-    api.patch("deployer", &argo, &Patch::Apply(manifest.clone())).await.unwrap();
-    let vars = [("PULLSECRET_SOURCE_SECRETS", src.as_str()), ("PULLSECRET_SERVICE_ACCOUNTS", "default,deployer")];
+    api.patch("deployer", &argo, &Patch::Apply(manifest.clone()))
+        .await
+        .unwrap();
+    let vars = [
+        ("PULLSECRET_SOURCE_SECRETS", src.as_str()),
+        ("PULLSECRET_SERVICE_ACCOUNTS", "default,deployer"),
+    ];
 
     for round in 0..2 {
         let run = env.run(&vars).await;
         assert_eq!(run.code, 0, "warnings do not fail the run: {run:?}");
-        assert_eq!(env.pull_secrets(&ns, "deployer").await, vec!["gitops-secret".to_string(), src.clone()], "round {round}");
+        assert_eq!(
+            env.pull_secrets(&ns, "deployer").await,
+            vec!["gitops-secret".to_string(), src.clone()],
+            "round {round}"
+        );
         let warning = run
             .problems()
             .into_iter()
             .find(|p| p["name"] == "deployer" && p["namespace"] == ns.as_str())
             .unwrap_or_else(|| panic!("no warning naming the applier: {}", run.stdout));
-        assert!(warning["message"].as_str().unwrap().contains("argocd-controller"), "{warning}");
+        assert!(
+            warning["message"].as_str().unwrap().contains("argocd-controller"),
+            "{warning}"
+        );
         assert_eq!(warning["severity"], "warning");
         // The GitOps tool applies its manifest again and drops our entry.
-        api.patch("deployer", &argo, &Patch::Apply(manifest.clone())).await.unwrap();
-        assert_eq!(env.pull_secrets(&ns, "deployer").await, vec!["gitops-secret".to_string()]);
+        api.patch("deployer", &argo, &Patch::Apply(manifest.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            env.pull_secrets(&ns, "deployer").await,
+            vec!["gitops-secret".to_string()]
+        );
     }
 }
 
@@ -174,11 +248,24 @@ async fn a_missing_or_corrupt_source_changes_nothing_anywhere() {
     let vars = [("PULLSECRET_SOURCE_SECRETS", src.as_str())];
     assert_eq!(env.run(&vars).await.code, 0);
 
-    env.put_secret(&env.home, &src, "kubernetes.io/dockerconfigjson", ".dockerconfigjson", br#"{"auths":{}}"#, &[], &[]).await;
+    env.put_secret(
+        &env.home,
+        &src,
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        br#"{"auths":{}}"#,
+        &[],
+        &[],
+    )
+    .await;
     let before = env.snapshot().await;
     let run = env.run(&vars).await;
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.summary()["error"].as_str().unwrap().contains("\"auths\" is empty"), "{}", run.stdout);
+    assert!(
+        run.summary()["error"].as_str().unwrap().contains("\"auths\" is empty"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(env.snapshot().await, before);
 
     env.delete_secret(&env.home, &src).await;

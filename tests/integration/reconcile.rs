@@ -32,7 +32,13 @@ pub async fn terminating_namespace(env: &TestEnv, name: &str) {
 
 pub async fn release(env: &TestEnv, name: &str) {
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), name);
-    let _ = cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "finalizers": null } }))).await;
+    let _ = cms
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,15 +53,24 @@ async fn one_run_converges_and_a_second_changes_nothing() {
     let skipped = env.name("skip-x");
     env.create_namespace(&skipped, &[], &[]).await;
     let opted = env.name("optout");
-    env.create_namespace(&opted, &[], &[("pullsecret-reconciler/exclude", "true")]).await;
+    env.create_namespace(&opted, &[], &[("pullsecret-reconciler/exclude", "true")])
+        .await;
     let patcher_opted = env.name("patcher-optout");
-    env.create_namespace(&patcher_opted, &[], &[("k8s.titansoft.com/imagepullsecret-patcher-exclude", "true")]).await;
+    env.create_namespace(
+        &patcher_opted,
+        &[],
+        &[("k8s.titansoft.com/imagepullsecret-patcher-exclude", "true")],
+    )
+    .await;
     let term = env.name("term");
     terminating_namespace(&env, &term).await;
     let before = env.snapshot().await;
 
     let exclude = format!("{},kube-system", env.name("skip-*"));
-    let vars = [("PULLSECRET_SOURCE_SECRETS", src.as_str()), ("PULLSECRET_EXCLUDE_NAMESPACES", exclude.as_str())];
+    let vars = [
+        ("PULLSECRET_SOURCE_SECRETS", src.as_str()),
+        ("PULLSECRET_EXCLUDE_NAMESPACES", exclude.as_str()),
+    ];
     let first = env.run(&vars).await;
     assert_eq!(first.code, 0, "{first:?}");
     let s = first.summary();
@@ -71,7 +86,10 @@ async fn one_run_converges_and_a_second_changes_nothing() {
         assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
     }
     assert_eq!(env.pull_secrets(&a, "default").await, vec![src.clone()]);
-    assert_eq!(env.pull_secrets(&b, "default").await, vec!["other-secret".to_string(), src.clone()]);
+    assert_eq!(
+        env.pull_secrets(&b, "default").await,
+        vec!["other-secret".to_string(), src.clone()]
+    );
     assert_eq!(env.pull_secrets(&env.home, "default").await, vec![src.clone()]);
     let after = env.snapshot().await;
     for ns in [&skipped, &opted, &patcher_opted, &term] {
@@ -106,7 +124,14 @@ async fn pod_created_after_the_run_carries_the_pull_secret() {
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let back = pods.get("private").await.unwrap();
-    let names: Vec<String> = back.spec.unwrap().image_pull_secrets.unwrap_or_default().into_iter().map(|r| r.name).collect();
+    let names: Vec<String> = back
+        .spec
+        .unwrap()
+        .image_pull_secrets
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(names, vec![src]);
 }
 
@@ -162,14 +187,23 @@ async fn dry_run_counts_everything_and_changes_nothing() {
         env.create_namespace(&env.name(&format!("n{i}")), &[], &[]).await;
     }
     let before = env.snapshot().await;
-    for vars in [vec![("PULLSECRET_SOURCE_SECRETS", src.as_str()), ("PULLSECRET_DRY_RUN", "true")], vec![("PULLSECRET_SOURCE_SECRETS", src.as_str())]] {
+    for vars in [
+        vec![
+            ("PULLSECRET_SOURCE_SECRETS", src.as_str()),
+            ("PULLSECRET_DRY_RUN", "true"),
+        ],
+        vec![("PULLSECRET_SOURCE_SECRETS", src.as_str())],
+    ] {
         let run = if vars.len() == 2 {
             env.run(&vars).await
         } else {
             // the --dry-run flag, not the variable
             let mut v: Vec<(String, String)> = vec![
                 ("PULLSECRET_SOURCE_NAMESPACE".into(), env.home.clone()),
-                ("PULLSECRET_NAMESPACE_SELECTOR".into(), format!("{}={}", crate::support::TEST_LABEL, env.id)),
+                (
+                    "PULLSECRET_NAMESPACE_SELECTOR".into(),
+                    format!("{}={}", crate::support::TEST_LABEL, env.id),
+                ),
                 ("PULLSECRET_OUTPUT".into(), "json".into()),
             ];
             v.push(("PULLSECRET_SOURCE_SECRETS".into(), src.clone()));

@@ -108,7 +108,9 @@ impl Drop for ControlPlane {
 
 pub async fn client_for(kubeconfig: &Path) -> Client {
     let kc = Kubeconfig::read_from(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     Client::try_from(config).unwrap()
 }
 
@@ -123,12 +125,18 @@ pub struct RunResult {
 impl RunResult {
     /// The JSON summary (every helper run uses `PULLSECRET_OUTPUT=json`).
     pub fn summary(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     pub fn count(&self, group: &str, key: &str) -> u64 {
-        self.summary()[group][key].as_u64().unwrap_or_else(|| panic!("no {group}.{key} in {}", self.stdout))
+        self.summary()[group][key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {group}.{key} in {}", self.stdout))
     }
 
     pub fn writes(&self) -> u64 {
@@ -181,12 +189,20 @@ impl TestEnv {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 labels: Some(l),
-                annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                annotations: Some(
+                    annotations
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
         };
-        Api::<Namespace>::all(self.client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
         self.wait_for_service_account(name, "default").await;
     }
 
@@ -204,7 +220,16 @@ impl TestEnv {
     /// A `kubernetes.io/dockerconfigjson` Secret with obviously fake credentials; returns its bytes.
     pub async fn create_source(&self, name: &str, user: &str, password: &str) -> Vec<u8> {
         let bytes = fake_dockerconfig(user, password);
-        self.put_secret(&self.home, name, "kubernetes.io/dockerconfigjson", ".dockerconfigjson", &bytes, &[], &[]).await;
+        self.put_secret(
+            &self.home,
+            name,
+            "kubernetes.io/dockerconfigjson",
+            ".dockerconfigjson",
+            &bytes,
+            &[],
+            &[],
+        )
+        .await;
         bytes
     }
 
@@ -224,7 +249,12 @@ impl TestEnv {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-                annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                annotations: Some(
+                    annotations
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..ObjectMeta::default()
             },
             type_: Some(type_.into()),
@@ -244,15 +274,24 @@ impl TestEnv {
     }
 
     pub async fn secret(&self, ns: &str, name: &str) -> Option<Secret> {
-        Api::<Secret>::namespaced(self.client.clone(), ns).get_opt(name).await.unwrap()
+        Api::<Secret>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .unwrap()
     }
 
     pub async fn delete_secret(&self, ns: &str, name: &str) {
-        Api::<Secret>::namespaced(self.client.clone(), ns).delete(name, &DeleteParams::default()).await.unwrap();
+        Api::<Secret>::namespaced(self.client.clone(), ns)
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
     }
 
     pub async fn service_account(&self, ns: &str, name: &str) -> ServiceAccount {
-        Api::<ServiceAccount>::namespaced(self.client.clone(), ns).get(name).await.unwrap()
+        Api::<ServiceAccount>::namespaced(self.client.clone(), ns)
+            .get(name)
+            .await
+            .unwrap()
     }
 
     pub async fn pull_secrets(&self, ns: &str, sa: &str) -> Vec<String> {
@@ -276,15 +315,32 @@ impl TestEnv {
             .unwrap();
         for ns in namespaces {
             let ns = ns.metadata.name.unwrap();
-            for s in Api::<Secret>::namespaced(self.client.clone(), &ns).list(&lp).await.unwrap() {
-                out.insert(format!("secret/{ns}/{}", s.metadata.name.unwrap()), s.metadata.resource_version.unwrap());
+            for s in Api::<Secret>::namespaced(self.client.clone(), &ns)
+                .list(&lp)
+                .await
+                .unwrap()
+            {
+                out.insert(
+                    format!("secret/{ns}/{}", s.metadata.name.unwrap()),
+                    s.metadata.resource_version.unwrap(),
+                );
             }
-            for s in Api::<ServiceAccount>::namespaced(self.client.clone(), &ns).list(&lp).await.unwrap() {
-                out.insert(format!("sa/{ns}/{}", s.metadata.name.unwrap()), s.metadata.resource_version.unwrap());
+            for s in Api::<ServiceAccount>::namespaced(self.client.clone(), &ns)
+                .list(&lp)
+                .await
+                .unwrap()
+            {
+                out.insert(
+                    format!("sa/{ns}/{}", s.metadata.name.unwrap()),
+                    s.metadata.resource_version.unwrap(),
+                );
             }
             let cms = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(self.client.clone(), &ns);
             for s in cms.list(&lp).await.unwrap() {
-                out.insert(format!("cm/{ns}/{}", s.metadata.name.unwrap()), s.metadata.resource_version.unwrap());
+                out.insert(
+                    format!("cm/{ns}/{}", s.metadata.name.unwrap()),
+                    s.metadata.resource_version.unwrap(),
+                );
             }
         }
         out
@@ -333,15 +389,28 @@ pub async fn run_binary_args(kubeconfig: &Path, vars: &[(String, String)], args:
 }
 
 pub fn pull_secret_names(sa: &ServiceAccount) -> Vec<String> {
-    sa.image_pull_secrets.clone().unwrap_or_default().into_iter().map(|r| r.name).collect()
+    sa.image_pull_secrets
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
 }
 
 pub fn secret_data(s: &Secret) -> Vec<u8> {
-    s.data.as_ref().and_then(|d| d.get(".dockerconfigjson")).map(|b| b.0.clone()).unwrap_or_default()
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(".dockerconfigjson"))
+        .map(|b| b.0.clone())
+        .unwrap_or_default()
 }
 
 pub fn is_ours(s: &Secret) -> bool {
-    s.metadata.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by")).map(String::as_str)
+    s.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .map(String::as_str)
         == Some("pullsecret-reconciler")
 }
 

@@ -45,7 +45,12 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, mode, delay_ms, task }
+        Proxy {
+            port,
+            mode,
+            delay_ms,
+            task,
+        }
     }
 
     pub fn set(&self, mode: Mode, delay: Duration) {
@@ -58,7 +63,13 @@ impl Proxy {
         let text = std::fs::read_to_string(kubeconfig).unwrap();
         let text = text
             .lines()
-            .map(|l| if l.trim_start().starts_with("server:") { format!("    server: https://127.0.0.1:{}", self.port) } else { l.to_owned() })
+            .map(|l| {
+                if l.trim_start().starts_with("server:") {
+                    format!("    server: https://127.0.0.1:{}", self.port)
+                } else {
+                    l.to_owned()
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let path = dir.join(format!("kubeconfig-proxy-{}", self.port));
