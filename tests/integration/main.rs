@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod badinput;
 mod controlplane;
 mod lifecycle;
 mod reconcile;

@@ -420,3 +420,75 @@ pub fn fake_dockerconfig(user: &str, password: &str) -> Vec<u8> {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!(r#"{{"auths":{{"registry.example.invalid":{{"auth":"{auth}"}}}}}}"#).into_bytes()
 }
+
+impl ControlPlane {
+    /// `kubectl apply --server-side -f -` of `yaml` as the admin.
+    pub fn apply_yaml(&self, yaml: &str) {
+        let mut child = self
+            .kubectl()
+            .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A kubeconfig that authenticates as ServiceAccount `ns/name` with a bound token
+    /// (TokenRequest), for tests that must run with exactly some RBAC.
+    pub async fn service_account_kubeconfig(&self, ns: &str, name: &str) -> PathBuf {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        let client = self.client().await;
+        let api: Api<ServiceAccount> = Api::namespaced(client, ns);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![],
+                expiration_seconds: Some(3600),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        let token = api
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .unwrap();
+        let token = token.status.unwrap().token;
+        let admin = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let mut out = String::new();
+        let mut skip = false;
+        for line in admin.lines() {
+            if line.starts_with("users:") {
+                out.push_str(&format!("users:\n- name: admin\n  user:\n    token: {token}\n"));
+                skip = true;
+                continue;
+            }
+            if skip && line.starts_with("- name: admin") || skip && line.starts_with("  ") {
+                continue;
+            }
+            skip = false;
+            out.push_str(line);
+            out.push('\n');
+        }
+        let path = self.kubeconfig.with_file_name(format!("kubeconfig-{ns}-{name}"));
+        std::fs::write(&path, out).unwrap();
+        path
+    }
+
+    /// Sum of a counter from the API server's /metrics whose labels contain `filter`.
+    pub async fn metric(&self, name: &str, filter: &str) -> f64 {
+        let client = self.client().await;
+        let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+        let text = client.request_text(req).await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+}
