@@ -396,6 +396,8 @@ async fn patch_service_account(
             Err(e) if is_status(&e, 409) && attempt + 1 < SA_ATTEMPTS => {
                 retries += 1;
                 tracing::debug!(service_account = name, attempt, "stale resourceVersion, re-reading");
+                // Back off a little so two writers of one list do not keep colliding.
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
             }
             Err(e) if is_status(&e, 404) => {
                 return (

@@ -7,5 +7,6 @@ mod support;
 
 mod badinput;
 mod controlplane;
+mod faults;
 mod lifecycle;
 mod reconcile;

@@ -469,7 +469,7 @@ impl ControlPlane {
                 skip = true;
                 continue;
             }
-            if skip && line.starts_with("- name: admin") || skip && line.starts_with("  ") {
+            if skip && (line.starts_with("- name: admin") || line.starts_with("  ")) {
                 continue;
             }
             skip = false;
@@ -490,5 +490,20 @@ impl ControlPlane {
             .filter(|l| l.starts_with(name) && l.contains(filter))
             .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
             .sum()
+    }
+}
+
+impl ControlPlane {
+    /// Stops this control plane now (for private ones; the shared one stops at process exit).
+    pub fn stop(&self) {
+        let _ = writeln!(self.stdin.lock().unwrap(), "stop");
+        let _ = self.child.lock().unwrap().wait();
+    }
+
+    /// host:port of the API server, for a proxy in front of it.
+    pub fn api_address(&self) -> String {
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let server = text.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap();
+        server.trim_start_matches("https://").to_owned()
     }
 }

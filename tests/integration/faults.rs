@@ -1,0 +1,507 @@
+//! Faults: a stopped API server, concurrent writers, throttling, slow and hung responses,
+//! forbidden namespaces, and secret hygiene with trace logging.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::support::proxy::{Mode, Proxy};
+use crate::support::{ControlPlane, TestEnv, is_ours, run_binary, secret_data};
+
+fn vars(env: &TestEnv, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = vec![
+        ("PULLSECRET_SOURCE_NAMESPACE".into(), env.home.clone()),
+        (
+            "PULLSECRET_NAMESPACE_SELECTOR".into(),
+            format!("{}={}", crate::support::TEST_LABEL, env.id),
+        ),
+        ("PULLSECRET_OUTPUT".into(), "json".into()),
+    ];
+    for (k, val) in extra {
+        v.retain(|(key, _)| key != k);
+        v.push((k.to_string(), val.to_string()));
+    }
+    v
+}
+
+async fn namespaces_with_other_secret(env: &TestEnv, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let ns = env.name(&format!("n{i:02}"));
+        env.create_namespace(&ns, &[], &[]).await;
+        env.set_pull_secrets(&ns, "default", &["other-secret"]).await;
+        out.push(ns);
+    }
+    out
+}
+
+/// Every namespace holds exactly the wanted state, and nobody's entry was lost.
+async fn assert_converged(env: &TestEnv, namespaces: &[String], src: &str, bytes: &[u8]) {
+    for ns in namespaces {
+        let s = env.secret(ns, src).await.unwrap_or_else(|| panic!("no {src} in {ns}"));
+        assert!(
+            is_ours(&s) && secret_data(&s) == bytes,
+            "{ns}/{src} is not our exact copy"
+        );
+        assert_eq!(
+            env.pull_secrets(ns, "default").await,
+            vec!["other-secret".to_string(), src.to_string()],
+            "{ns}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_stopped_mid_run_then_restarted() {
+    let cp: &'static ControlPlane = Box::leak(Box::new(ControlPlane::start()));
+    let env = TestEnv::on(cp, "f1").await;
+    let src = env.name("regcred");
+    let bytes = env.create_source(&src, "fake-user", "fake-password").await;
+    let namespaces = namespaces_with_other_secret(&env, 40).await;
+
+    // Slow the conversation down so "mid-run" is a wide window.
+    let proxy = Proxy::start(cp.api_address()).await;
+    proxy.set(Mode::Slow, Duration::from_millis(40));
+    let dir = cp.kubeconfig.parent().unwrap().to_owned();
+    let via_proxy = proxy.kubeconfig(&cp.kubeconfig, &dir);
+    let v = vars(
+        &env,
+        &[
+            ("PULLSECRET_SOURCE_SECRETS", &src),
+            ("PULLSECRET_CONCURRENCY", "2"),
+            ("PULLSECRET_TIMEOUT_SECS", "40"),
+        ],
+    );
+    let started = Instant::now();
+    let run = tokio::spawn(async move { run_binary(&via_proxy, &v).await });
+
+    // Stop the API server once some Secrets have been written.
+    let secrets: Api<Secret> = Api::all(env.client.clone());
+    let field = format!("metadata.name={src}");
+    loop {
+        let n = secrets
+            .list(&ListParams::default().fields(&field))
+            .await
+            .unwrap()
+            .items
+            .len();
+        if n >= 6 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the run never started writing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cp.command("stop-apiserver");
+    let run = run.await.unwrap();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "the run outlived its deadline"
+    );
+    let failed = run.count("secrets", "failed") + run.count("service_accounts", "failed");
+    assert!(
+        failed > 0 && !run.problems().is_empty(),
+        "the writes it could not make are listed: {}",
+        run.stdout
+    );
+
+    cp.command("start-apiserver");
+    let env = TestEnv {
+        client: cp.client().await,
+        ..env
+    };
+    // Nothing half-done: every Secret that exists is a complete copy; every list kept other-secret.
+    for ns in &namespaces {
+        if let Some(s) = env.secret(ns, &src).await {
+            assert_eq!(secret_data(&s), bytes);
+        }
+        assert_eq!(env.pull_secrets(ns, "default").await[0], "other-secret");
+    }
+    let again = env.run(&[("PULLSECRET_SOURCE_SECRETS", &src)]).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_converged(&env, &namespaces, &src, &bytes).await;
+    drop(proxy);
+    cp.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_editors_of_the_same_service_accounts_lose_nothing() {
+    let env = TestEnv::new("f2").await;
+    let src = env.name("source");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    let namespaces = namespaces_with_other_secret(&env, 8).await;
+    let mut added: Vec<(String, String)> = Vec::new();
+    let mut retried = 0;
+
+    for round in 0..6 {
+        // Each round renames our target, so the run both removes and adds entries.
+        let target = env.name(if round % 2 == 0 { "even" } else { "odd" });
+        let other = env.name(if round % 2 == 0 { "odd" } else { "even" });
+        let stop = Arc::new(AtomicBool::new(false));
+        let editor = {
+            let (client, namespaces, stop) = (env.client.clone(), namespaces.clone(), stop.clone());
+            tokio::spawn(async move { edit_until(client, namespaces, stop, round).await })
+        };
+        let run = env
+            .run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{src}={target}"))])
+            .await;
+        stop.store(true, Ordering::SeqCst);
+        added.extend(editor.await.unwrap());
+        assert_eq!(run.code, 0, "round {round}: {run:?}");
+        retried += run.count("service_accounts", "retried");
+        for ns in &namespaces {
+            let list = env.pull_secrets(ns, "default").await;
+            assert_eq!(list[0], "other-secret", "{ns}: {list:?}");
+            assert!(
+                list.contains(&target) && !list.contains(&other),
+                "round {round} {ns}: {list:?}"
+            );
+            for (ens, entry) in &added {
+                assert!(
+                    ens != ns || list.contains(entry),
+                    "round {round}: {entry} lost from {ns}: {list:?}"
+                );
+            }
+        }
+    }
+    assert!(!added.is_empty(), "the editor never wrote");
+    eprintln!(
+        "concurrent editor: {} entries added, {retried} reconciler retries",
+        added.len()
+    );
+}
+
+/// Another well-behaved client: read-modify-write with a resourceVersion precondition.
+async fn edit_until(
+    client: kube::Client,
+    namespaces: Vec<String>,
+    stop: Arc<AtomicBool>,
+    round: usize,
+) -> Vec<(String, String)> {
+    let mut added = Vec::new();
+    let mut k = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let ns = &namespaces[k % namespaces.len()];
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        let entry = format!("editor-{round}-{k}");
+        loop {
+            let sa = api.get("default").await.unwrap();
+            let mut list: Vec<serde_json::Value> = crate::support::pull_secret_names(&sa)
+                .into_iter()
+                .map(|n| json!({ "name": n }))
+                .collect();
+            list.push(json!({ "name": entry }));
+            let body =
+                json!({ "metadata": { "resourceVersion": sa.metadata.resource_version }, "imagePullSecrets": list });
+            match api.patch("default", &PatchParams::default(), &Patch::Merge(body)).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => panic!("editor: {e}"),
+            }
+        }
+        added.push((ns.clone(), entry));
+        k += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    added
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_429_is_retried_within_the_deadline() {
+    let env = TestEnv::new("f3").await;
+    let src = env.name("regcred");
+    let bytes = env.create_source(&src, "fake-user", "fake-password").await;
+    let namespaces = namespaces_with_other_secret(&env, 30).await;
+    let level = env.name("tiny");
+    // A real API Priority and Fairness level with ~3 seats that rejects (429 + Retry-After)
+    // instead of queueing, for requests of one ServiceAccount.
+    env.cp.apply_yaml(&format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: throttled, namespace: {home}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {level}-admin}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
+subjects: [{{kind: ServiceAccount, name: throttled, namespace: {home}}}]
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {{name: {level}}}
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 1
+    lendablePercent: 0
+    limitResponse: {{type: Reject}}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {{name: {level}}}
+spec:
+  matchingPrecedence: 100
+  priorityLevelConfiguration: {{name: {level}}}
+  rules:
+  - subjects: [{{kind: ServiceAccount, serviceAccount: {{name: throttled, namespace: {home}}}}}]
+    resourceRules:
+    - {{verbs: ["*"], apiGroups: ["*"], resources: ["*"], namespaces: ["*"], clusterScope: true}}
+"#,
+        home = env.home
+    ));
+    let kubeconfig = env.cp.service_account_kubeconfig(&env.home, "throttled").await;
+    let rejected_before = env
+        .cp
+        .metric("apiserver_flowcontrol_rejected_requests_total", &level)
+        .await;
+
+    let started = Instant::now();
+    let v = vars(
+        &env,
+        &[
+            ("PULLSECRET_SOURCE_SECRETS", &src),
+            ("PULLSECRET_CONCURRENCY", "16"),
+            ("PULLSECRET_TIMEOUT_SECS", "60"),
+        ],
+    );
+    let run = run_binary(&kubeconfig, &v).await;
+    let elapsed = started.elapsed();
+    let rejected = env
+        .cp
+        .metric("apiserver_flowcontrol_rejected_requests_total", &level)
+        .await
+        - rejected_before;
+    eprintln!(
+        "throttled run: exit {} in {elapsed:?}, {rejected} requests rejected with 429",
+        run.code
+    );
+    assert!(
+        rejected > 0.0,
+        "the API server never throttled: the test proves nothing"
+    );
+    assert!(elapsed < Duration::from_secs(65), "not bounded by the deadline");
+    assert_eq!(run.code, 0, "429s are retried until the writes succeed: {run:?}");
+    assert_converged(&env, &namespaces, &src, &bytes).await;
+
+    // A tight deadline under the same throttling still ends on time.
+    env.create_source(&src, "fake-user", "fake-password-rotated").await;
+    let started = Instant::now();
+    let v = vars(
+        &env,
+        &[
+            ("PULLSECRET_SOURCE_SECRETS", &src),
+            ("PULLSECRET_CONCURRENCY", "16"),
+            ("PULLSECRET_TIMEOUT_SECS", "2"),
+        ],
+    );
+    let run = run_binary(&kubeconfig, &v).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "PULLSECRET_TIMEOUT_SECS=2 took {:?}",
+        started.elapsed()
+    );
+    assert!(run.code == 0 || run.code == 1 || run.code == 2, "{run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_and_slow_servers_are_bounded_by_the_deadline() {
+    let env = TestEnv::new("f4").await;
+    let src = env.name("regcred");
+    let bytes = env.create_source(&src, "fake-user", "fake-password").await;
+    let namespaces = namespaces_with_other_secret(&env, 6).await;
+    let proxy = Proxy::start(env.cp.api_address()).await;
+    let dir = env.cp.kubeconfig.parent().unwrap().to_owned();
+    let via_proxy = proxy.kubeconfig(&env.cp.kubeconfig, &dir);
+    let before = env.snapshot().await;
+
+    // A server that accepts and never answers: exit 2 (nothing written) at the deadline.
+    proxy.set(Mode::Hang, Duration::ZERO);
+    let started = Instant::now();
+    let run = run_binary(
+        &via_proxy,
+        &vars(
+            &env,
+            &[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_TIMEOUT_SECS", "3")],
+        ),
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("deadline"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert_eq!(env.snapshot().await, before);
+
+    // Very slow answers: the deadline cuts the run; whatever it wrote is whole.
+    proxy.set(Mode::Slow, Duration::from_millis(250));
+    let started = Instant::now();
+    let run = run_binary(
+        &via_proxy,
+        &vars(
+            &env,
+            &[
+                ("PULLSECRET_SOURCE_SECRETS", &src),
+                ("PULLSECRET_TIMEOUT_SECS", "4"),
+                ("PULLSECRET_CONCURRENCY", "1"),
+            ],
+        ),
+    )
+    .await;
+    assert!(run.code == 1 || run.code == 2, "{run:?}");
+    assert!(started.elapsed() < Duration::from_secs(9), "{:?}", started.elapsed());
+
+    // Merely slow answers within the deadline: converges.
+    proxy.set(Mode::Slow, Duration::from_millis(20));
+    let run = run_binary(
+        &via_proxy,
+        &vars(
+            &env,
+            &[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_TIMEOUT_SECS", "60")],
+        ),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_converged(&env, &namespaces, &src, &bytes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_namespaces_do_not_stop_the_others() {
+    let env = TestEnv::new("f5").await;
+    let src = env.name("regcred");
+    let bytes = env.create_source(&src, "fake-user", "fake-password").await;
+    let allowed = namespaces_with_other_secret(&env, 2).await;
+    let denied = env.name("denied");
+    env.create_namespace(&denied, &[], &[]).await;
+    let role = env.name("writer");
+    let mut yaml = format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: limited, namespace: {home}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {role}-read}}
+rules:
+- {{apiGroups: [""], resources: [namespaces, serviceaccounts], verbs: [list]}}
+- {{apiGroups: [""], resources: [secrets], verbs: [get, list], resourceNames: [{src}]}}
+- {{apiGroups: [""], resources: [configmaps], verbs: [get, create, patch], resourceNames: [pullsecret-reconciler-inventory]}}
+- {{apiGroups: [""], resources: [configmaps], verbs: [create]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {role}-read}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}-read}}
+subjects: [{{kind: ServiceAccount, name: limited, namespace: {home}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {role}}}
+rules:
+- {{apiGroups: [""], resources: [secrets], verbs: [create, patch, delete]}}
+- {{apiGroups: [""], resources: [serviceaccounts], verbs: [get, patch]}}
+"#,
+        home = env.home
+    );
+    for ns in allowed.iter().chain([&env.home]) {
+        yaml.push_str(&format!(
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {role}, namespace: {ns}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
+             subjects: [{{kind: ServiceAccount, name: limited, namespace: {home}}}]\n",
+            home = env.home
+        ));
+    }
+    env.cp.apply_yaml(&yaml);
+    let kubeconfig = env.cp.service_account_kubeconfig(&env.home, "limited").await;
+    let run = run_binary(&kubeconfig, &vars(&env, &[("PULLSECRET_SOURCE_SECRETS", &src)])).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let problems = run.problems();
+    let named: Vec<&serde_json::Value> = problems.iter().filter(|p| p["namespace"] == denied.as_str()).collect();
+    // The Secret write is refused; the ServiceAccount there is then not pointed at a missing Secret.
+    let has = |kind: &str, reason: &str| named.iter().any(|p| p["kind"] == kind && p["reason"] == reason);
+    assert!(
+        has("Secret", "Forbidden") && has("ServiceAccount", "SecretNotWritten"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        problems.iter().all(|p| p["namespace"] == denied.as_str()),
+        "only the denied namespace fails: {}",
+        run.stdout
+    );
+    assert_converged(&env, &allowed, &src, &bytes).await;
+    assert!(env.secret(&denied, &src).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_never_contain_a_credential() {
+    use base64::Engine;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let password = "fake-pw-Trace-9x8y7z";
+    let env = TestEnv::new("f6").await;
+    let src = env.name("regcred");
+    let bytes = env.create_source(&src, "fake-user", password).await;
+    let conflict = env.name("conflict");
+    env.create_namespace(&conflict, &[], &[]).await;
+    env.put_secret(&conflict, &src, "Opaque", "k", b"v", &[], &[]).await;
+    let forbidden = [
+        password.to_string(),
+        b64(format!("fake-user:{password}").as_bytes()),
+        b64(&bytes),
+    ];
+    let inline = String::from_utf8(bytes.clone()).unwrap();
+
+    let runs = [
+        vec![
+            ("PULLSECRET_SOURCE_SECRETS", src.as_str()),
+            ("PULLSECRET_LOG_FORMAT", "json"),
+        ],
+        vec![
+            ("PULLSECRET_SOURCE_SECRETS", src.as_str()),
+            ("PULLSECRET_OUTPUT", "text"),
+        ],
+        vec![
+            ("PULLSECRET_DOCKERCONFIGJSON", inline.as_str()),
+            ("PULLSECRET_SECRET_NAME", src.as_str()),
+        ],
+        vec![
+            ("PULLSECRET_REGISTRY_USERNAME", "fake-user"),
+            ("PULLSECRET_REGISTRY_PASSWORD", password),
+            ("PULLSECRET_SECRET_NAME", src.as_str()),
+        ],
+        vec![
+            ("PULLSECRET_REGISTRY_USERNAME", "fake-user"),
+            ("PULLSECRET_REGISTRY_PASSWORD", password),
+            ("PULLSECRET_ADOPT", "bogus"),
+        ],
+        vec![
+            ("PULLSECRET_SOURCE_SECRETS", src.as_str()),
+            ("PULLSECRET_EXTRA", password),
+        ],
+    ];
+    for (i, extra) in runs.iter().enumerate() {
+        let mut e: Vec<(&str, &str)> = vec![("RUST_LOG", "trace")];
+        e.extend(extra.iter().copied());
+        let run = env.run(&e).await;
+        assert!(
+            run.stderr.len() > 1000 || run.code == 2,
+            "run {i}: trace logging is not on: {}",
+            run.stderr
+        );
+        let all = format!("{}{}", run.stdout, run.stderr);
+        for f in &forbidden {
+            assert!(
+                !all.contains(f.as_str()),
+                "run {i} (exit {}) printed a credential",
+                run.code
+            );
+        }
+    }
+}
