@@ -10,3 +10,4 @@ mod controlplane;
 mod faults;
 mod lifecycle;
 mod reconcile;
+mod shipping;

@@ -1,0 +1,220 @@
+//! What we ship: the kustomize base applies, its RBAC is enough to converge and no more, and the
+//! CronJob's Pod passes the "restricted" Pod Security profile.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use serde_json::Value;
+
+use crate::support::{ControlPlane, TestEnv, is_ours, secret_data};
+
+const HOME: &str = "pullsecret-reconciler";
+
+fn render(cp: &ControlPlane) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    let out = cp.kubectl().arg("kustomize").arg(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "kustomize failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn kubectl_stdin(cp: &ControlPlane, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cp
+        .kubectl()
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Applies the shipped manifests once for this test binary (server-side dry run first).
+async fn installed(cp: &'static ControlPlane) {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let yaml = render(cp);
+        // A server-side dry run cannot see a Namespace it did not persist: create that first,
+        // then dry-run everything (validation, admission, RBAC escalation checks), then apply.
+        let ns = kubectl_stdin(
+            cp,
+            &["apply", "--server-side", "-f", "-"],
+            yaml.split("\n---\n").next().unwrap(),
+        );
+        assert!(
+            ns.status.success(),
+            "namespace apply failed: {}",
+            String::from_utf8_lossy(&ns.stderr)
+        );
+        let dry = kubectl_stdin(cp, &["apply", "--server-side", "--dry-run=server", "-f", "-"], &yaml);
+        assert!(
+            dry.status.success(),
+            "server-side dry run failed: {}",
+            String::from_utf8_lossy(&dry.stderr)
+        );
+        let real = kubectl_stdin(cp, &["apply", "--server-side", "-f", "-"], &yaml);
+        assert!(
+            real.status.success(),
+            "apply failed: {}",
+            String::from_utf8_lossy(&real.stderr)
+        );
+    })
+    .await;
+}
+
+fn config_env() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/config.env")).unwrap();
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_rbac_names_every_configured_target() {
+    let rendered = render(ControlPlane::shared());
+    let (_, list) = config_env()
+        .into_iter()
+        .find(|(k, _)| k == "PULLSECRET_SOURCE_SECRETS")
+        .unwrap();
+    for entry in list.split(',') {
+        let target = entry.rsplit('=').next().unwrap().trim();
+        // Once in the ClusterRole (list/patch/delete everywhere), once in the Role (source get).
+        let listed = rendered.matches(&format!("resourceNames:\n  - {target}\n")).count();
+        assert_eq!(
+            listed, 2,
+            "{target} must be in both resourceNames lists of the shipped RBAC"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cronjob_identity_converges_with_exactly_the_shipped_rbac() {
+    let env = TestEnv::new("sh1").await;
+    installed(env.cp).await;
+    let bytes = crate::support::fake_dockerconfig("fake-user", "fake-password");
+    env.put_secret(
+        HOME,
+        "regcred",
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        &bytes,
+        &[],
+        &[],
+    )
+    .await;
+    let namespaces: Vec<String> = (0..3).map(|i| env.name(&format!("n{i}"))).collect();
+    for ns in &namespaces {
+        env.create_namespace(ns, &[], &[]).await;
+    }
+    env.set_pull_secrets(&namespaces[0], "default", &["other-secret"]).await;
+
+    let kubeconfig = env.cp.service_account_kubeconfig(HOME, "pullsecret-reconciler").await;
+    let mut vars = config_env();
+    vars.retain(|(k, _)| k != "PULLSECRET_LOG_FORMAT");
+    // In-cluster the source namespace is the Pod's; the selector keeps this test to its namespaces.
+    vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), HOME.into()));
+    vars.push((
+        "PULLSECRET_NAMESPACE_SELECTOR".into(),
+        format!("{}={}", crate::support::TEST_LABEL, env.id),
+    ));
+    vars.push(("PULLSECRET_OUTPUT".into(), "json".into()));
+    for round in 0..2 {
+        let run = crate::support::run_binary(&kubeconfig, &vars).await;
+        assert_eq!(run.code, 0, "round {round}: {run:?}");
+        if round == 1 {
+            assert_eq!(run.writes(), 0, "{}", run.stdout);
+        }
+    }
+    for ns in &namespaces {
+        let s = env.secret(ns, "regcred").await.unwrap();
+        assert!(is_ours(&s) && secret_data(&s) == bytes);
+    }
+    assert_eq!(
+        env.pull_secrets(&namespaces[0], "default").await,
+        vec!["other-secret".to_string(), "regcred".to_string()]
+    );
+
+    // ...and cannot read anything else.
+    let client = crate::support::client_for(&kubeconfig).await;
+    env.put_secret(
+        &namespaces[1],
+        "database-password",
+        "Opaque",
+        "password",
+        b"not-for-you",
+        &[],
+        &[],
+    )
+    .await;
+    let denied = Api::<Secret>::namespaced(client.clone(), &namespaces[1])
+        .get("database-password")
+        .await;
+    assert!(
+        matches!(denied, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{denied:?}"
+    );
+    let all = Api::<Secret>::all(client.clone()).list(&ListParams::default()).await;
+    assert!(
+        matches!(all, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "listing every Secret must be forbidden"
+    );
+    let other_name = Api::<Secret>::all(client.clone())
+        .list(&ListParams::default().fields("metadata.name=database-password"))
+        .await;
+    assert!(
+        matches!(other_name, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{other_name:?}"
+    );
+    let managed = Api::<Secret>::all(client.clone())
+        .list(&ListParams::default().fields("metadata.name=regcred"))
+        .await;
+    assert!(managed.is_ok(), "the managed name is readable with the field selector");
+    let source_ns_other = Api::<Secret>::namespaced(client, HOME).get("some-other-secret").await;
+    assert!(
+        matches!(source_ns_other, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{source_ns_other:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cronjob_pod_is_admitted_under_restricted_pod_security() {
+    let cp = ControlPlane::shared();
+    installed(cp).await;
+    let out = cp
+        .kubectl()
+        .args(["-n", HOME, "get", "cronjob", "pullsecret-reconciler", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cronjob: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let template = &cronjob["spec"]["jobTemplate"]["spec"]["template"];
+    let mut pod = serde_json::json!({ "metadata": { "name": "admission-check" }, "spec": template["spec"].clone() });
+    let pod_ok: Pod = serde_json::from_value(pod.clone()).unwrap();
+    let client = cp.client().await;
+    let pods: Api<Pod> = Api::namespaced(client, HOME);
+    pods.create(&PostParams::default(), &pod_ok)
+        .await
+        .expect("the CronJob's Pod must pass the restricted profile");
+
+    // The namespace really enforces it: a privileged variant is refused.
+    pod["metadata"]["name"] = "admission-check-privileged".into();
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = true.into();
+    let bad: Pod = serde_json::from_value(pod).unwrap();
+    let refused = pods.create(&PostParams::default(), &bad).await;
+    assert!(
+        matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{refused:?}"
+    );
+}
