@@ -1,6 +1,8 @@
 //! I/O setup: the Kubernetes client, with timeouts and a tower layer that counts every API
 //! request by verb for the summary.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll};
@@ -13,11 +15,14 @@ use kube::client::ClientBuilder;
 use crate::report::ApiRequests;
 
 /// Counts requests as they leave the client: GETs (gets and list pages) are reads, everything else
-/// a write. kube's own retries of 429/503/504 happen below this layer and are not counted again.
+/// a write; also tracks the most writes ever in flight at once. kube's own retries of
+/// 429/503/504 happen below this layer and are not counted again.
 #[derive(Clone, Default)]
 pub struct RequestCounter {
     reads: Arc<AtomicU64>,
     writes: Arc<AtomicU64>,
+    writes_in_flight: Arc<AtomicU64>,
+    max_writes_in_flight: Arc<AtomicU64>,
 }
 
 impl RequestCounter {
@@ -25,7 +30,17 @@ impl RequestCounter {
         ApiRequests {
             reads: self.reads.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
+            max_writes_in_flight: self.max_writes_in_flight.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Decrements the in-flight count when a write's response (or error) arrives, or it is dropped.
+struct InFlight(Arc<AtomicU64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -49,25 +64,34 @@ pub struct Counted<S> {
 impl<S, B> tower::Service<http::Request<B>> for Counted<S>
 where
     S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let counter = if req.method() == http::Method::GET {
-            &self.counter.reads
-        } else {
-            &self.counter.writes
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
         // Path and query only: names and selectors, never a body.
         tracing::debug!(method = %req.method(), path = req.uri().path(), query = req.uri().query().unwrap_or(""), "api request");
-        self.inner.call(req)
+        if req.method() == http::Method::GET {
+            self.counter.reads.fetch_add(1, Ordering::Relaxed);
+            return Box::pin(self.inner.call(req));
+        }
+        let c = &self.counter;
+        c.writes.fetch_add(1, Ordering::Relaxed);
+        let now = c.writes_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        c.max_writes_in_flight.fetch_max(now, Ordering::Relaxed);
+        let guard = InFlight(c.writes_in_flight.clone());
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let out = fut.await;
+            drop(guard);
+            out
+        })
     }
 }
 

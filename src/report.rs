@@ -57,6 +57,8 @@ pub struct ServiceAccounts {
 pub struct ApiRequests {
     pub reads: u64,
     pub writes: u64,
+    /// The most write requests that were ever in flight at once (bounded by PULLSECRET_CONCURRENCY).
+    pub max_writes_in_flight: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -96,6 +96,7 @@ start_kcm() {
     --controllers serviceaccount,serviceaccount-token,namespace \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false --v=1 \
+    --kube-api-qps 500 --kube-api-burst 1000 --concurrent-serviceaccount-token-syncs 5 \
     >"$dir/controller-manager.log" 2>&1 &
   echo $! > "$dir/controller-manager.pid"
 }

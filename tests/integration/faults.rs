@@ -102,6 +102,7 @@ async fn api_server_stopped_mid_run_then_restarted() {
     cp.command("stop-apiserver");
     let run = run.await.unwrap();
     assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.count("api_requests", "max_writes_in_flight") <= 2, "{}", run.stdout);
     assert!(
         started.elapsed() < Duration::from_secs(45),
         "the run outlived its deadline"
@@ -290,6 +291,8 @@ spec:
     );
     assert!(elapsed < Duration::from_secs(65), "not bounded by the deadline");
     assert_eq!(run.code, 0, "429s are retried until the writes succeed: {run:?}");
+    let in_flight = run.count("api_requests", "max_writes_in_flight");
+    assert!((1..=16).contains(&in_flight), "{}", run.stdout);
     assert_converged(&env, &namespaces, &src, &bytes).await;
 
     // A tight deadline under the same throttling still ends on time.

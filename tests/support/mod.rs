@@ -18,7 +18,13 @@ use serde_json::Value;
 
 pub mod proxy;
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_pullsecret-reconciler");
+/// The reconciler binary: Cargo's for integration tests, the release build for the benchmark.
+pub fn binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_pullsecret-reconciler") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/pullsecret-reconciler"),
+    }
+}
 pub const TEST_LABEL: &str = "pullsecret-test";
 
 /// A running control plane, stopped when dropped or, for the shared one, when the test process
@@ -369,7 +375,7 @@ pub async fn run_binary(kubeconfig: &Path, vars: &[(String, String)]) -> RunResu
 }
 
 pub async fn run_binary_args(kubeconfig: &Path, vars: &[(String, String)], args: &[&str]) -> RunResult {
-    let mut cmd = tokio::process::Command::new(BINARY);
+    let mut cmd = tokio::process::Command::new(binary());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", std::env::var("HOME").unwrap_or_default())

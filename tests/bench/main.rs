@@ -1,0 +1,251 @@
+//! Benchmark: the release reconciler against a fresh local control plane with N namespaces.
+//! Measures three runs (first, steady state, after rotation): wall time, API reads and writes,
+//! writes in flight, peak RSS of the reconciler process, and 429s answered by the API server.
+//!
+//!   cargo run --release --example bench -- --namespaces 5000 --concurrency 16 [--out bench-results]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use support::{ControlPlane, fake_dockerconfig};
+
+const HOME: &str = "bench-home";
+const SECRET: &str = "regcred";
+
+struct Args {
+    namespaces: usize,
+    concurrency: usize,
+    out: PathBuf,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        namespaces: 5000,
+        concurrency: 16,
+        out: PathBuf::from("bench-results"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--namespaces" => a.namespaces = value.parse().expect("--namespaces N"),
+            "--concurrency" => a.concurrency = value.parse().expect("--concurrency N"),
+            "--out" => a.out = PathBuf::from(value),
+            other => panic!("unknown flag {other}; use --namespaces N --concurrency N --out DIR"),
+        }
+    }
+    a
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    eprintln!("bench: building the release binary");
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "--locked", "--bin", "pullsecret-reconciler"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --release failed");
+
+    eprintln!("bench: starting a local control plane");
+    let cp: &'static ControlPlane = Box::leak(Box::new(ControlPlane::start()));
+    let client = cp.client().await;
+    let setup = Instant::now();
+    create_namespaces(&client, args.namespaces).await;
+    eprintln!(
+        "bench: {} namespaces with default ServiceAccounts ready in {:?}",
+        args.namespaces,
+        setup.elapsed()
+    );
+    let env = support::TestEnv {
+        id: "bench".into(),
+        client: client.clone(),
+        home: HOME.into(),
+        kubeconfig: cp.kubeconfig.clone(),
+        cp,
+    };
+    env.put_secret(
+        HOME,
+        SECRET,
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        &fake_dockerconfig("bench-user", "bench-password-1"),
+        &[],
+        &[],
+    )
+    .await;
+
+    let mut rows = Vec::new();
+    rows.push(measure(cp, "first run", &args).await);
+    rows.push(measure(cp, "steady state", &args).await);
+    env.put_secret(
+        HOME,
+        SECRET,
+        "kubernetes.io/dockerconfigjson",
+        ".dockerconfigjson",
+        &fake_dockerconfig("bench-user", "bench-password-2"),
+        &[],
+        &[],
+    )
+    .await;
+    rows.push(measure(cp, "after rotation", &args).await);
+    cp.stop();
+
+    std::fs::create_dir_all(&args.out).unwrap();
+    let stem = args
+        .out
+        .join(format!("bench-{}-c{}", args.namespaces, args.concurrency));
+    let doc =
+        json!({ "namespaces": args.namespaces, "concurrency": args.concurrency, "machine": machine(), "runs": rows });
+    std::fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let table = markdown(&args, &rows);
+    std::fs::write(stem.with_extension("md"), &table).unwrap();
+    println!("{table}");
+    eprintln!("bench: wrote {}.json and .md", stem.display());
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cpus} cores, control plane on the same machine")
+}
+
+async fn create_namespaces(client: &Client, n: usize) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut names: Vec<String> = (0..n).map(|i| format!("bench-{i:05}")).collect();
+    names.push(HOME.into());
+    let mut set = JoinSet::new();
+    for name in names {
+        while set.len() >= 32 {
+            set.join_next().await.unwrap().unwrap();
+        }
+        let api = api.clone();
+        set.spawn(async move {
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            };
+            match api.create(&PostParams::default(), &ns).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => panic!("creating a namespace: {e}"),
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    // Wait for kube-controller-manager to give every namespace its default ServiceAccount.
+    let sas: Api<ServiceAccount> = Api::all(client.clone());
+    loop {
+        let mut count = 0;
+        let mut lp = ListParams::default().fields("metadata.name=default").limit(500);
+        loop {
+            let page = sas.list(&lp).await.unwrap();
+            count += page.items.len();
+            match page.metadata.continue_ {
+                Some(c) if !c.is_empty() => lp.continue_token = Some(c),
+                _ => break,
+            }
+        }
+        if count > n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn measure(cp: &ControlPlane, label: &str, args: &Args) -> Value {
+    let throttled_before = cp.metric("apiserver_request_total", "code=\"429\"").await;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(support::binary())
+        .env_clear()
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("PULLSECRET_SOURCE_SECRETS", SECRET)
+        .env("PULLSECRET_SOURCE_NAMESPACE", HOME)
+        .env("PULLSECRET_CONCURRENCY", args.concurrency.to_string())
+        .env("PULLSECRET_OUTPUT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Peak RSS: the kernel's high-water mark, read until the process exits.
+    let pid = child.id().unwrap();
+    let mut peak_kib = 0u64;
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = tokio::spawn(async move {
+        let mut s = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut s)
+            .await
+            .unwrap();
+        s
+    });
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let wall = started.elapsed();
+    let summary: Value = serde_json::from_str(reader.await.unwrap().trim()).unwrap();
+    let throttled = cp.metric("apiserver_request_total", "code=\"429\"").await - throttled_before;
+    let row = json!({
+        "run": label,
+        "exit_code": status.code(),
+        "wall_ms": wall.as_millis() as u64,
+        "reads": summary["api_requests"]["reads"],
+        "writes": summary["api_requests"]["writes"],
+        "max_writes_in_flight": summary["api_requests"]["max_writes_in_flight"],
+        "peak_rss_mib": (peak_kib as f64 / 1024.0 * 10.0).round() / 10.0,
+        "http_429": throttled as u64,
+        "secrets": summary["secrets"],
+        "service_accounts": summary["service_accounts"],
+    });
+    eprintln!("bench: {label}: {row}");
+    assert_eq!(status.code(), Some(0), "{label} did not converge: {summary}");
+    row
+}
+
+fn markdown(args: &Args, rows: &[Value]) -> String {
+    let mut t = format!(
+        "N = {} namespaces, PULLSECRET_CONCURRENCY = {}, {}\n\n\
+         | run | wall time | API reads | API writes | max writes in flight | peak RSS | 429s |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        args.namespaces,
+        args.concurrency,
+        machine()
+    );
+    for r in rows {
+        t.push_str(&format!(
+            "| {} | {:.2} s | {} | {} | {} | {} MiB | {} |\n",
+            r["run"].as_str().unwrap(),
+            r["wall_ms"].as_u64().unwrap() as f64 / 1000.0,
+            r["reads"],
+            r["writes"],
+            r["max_writes_in_flight"],
+            r["peak_rss_mib"],
+            r["http_429"]
+        ));
+    }
+    t
+}
