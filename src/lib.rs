@@ -49,7 +49,8 @@ pub async fn run(
         let credentials = source::load(config, &secrets, source_namespace).await?;
         let inventory = observe::read_inventory(client, source_namespace).await?;
         let names = plan::managed_names(&targets, &inventory);
-        let observed = observe::observe(client, config.namespace_selector.as_deref(), &names, inventory).await?;
+        let selector = config.namespace_selector.as_deref();
+        let observed = observe::observe(client, selector, &targets, &names, inventory).await?;
         anyhow::Ok((credentials, observed))
     };
     let (credentials, observed) = timeout_at(deadline, read).await.map_err(|_| {

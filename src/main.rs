@@ -81,6 +81,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");
+            // Scripts asked for JSON still get exactly one object on stdout.
+            if std::env::var("PULLSECRET_OUTPUT").is_ok_and(|v| v.trim() == "json") {
+                println!("{}", Summary::aborted(dry_run, &e).to_json());
+            }
             return ExitCode::from(2);
         }
     };

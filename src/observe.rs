@@ -27,6 +27,8 @@ pub struct Observed {
     pub service_accounts: Vec<ServiceAccountState>,
     /// Target names earlier runs wrote (the inventory ConfigMap), so renames can be cleaned up.
     pub inventory: Vec<String>,
+    /// Retired names (inventory only) whose Secrets we may not list: RBAC no longer names them.
+    pub unlistable: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,7 @@ pub struct ServiceAccountState {
 pub async fn observe(
     client: &Client,
     selector: Option<&str>,
+    targets: &[String],
     names: &[String],
     inventory: Vec<String>,
 ) -> Result<Observed> {
@@ -96,12 +99,16 @@ pub async fn observe(
         .await
         .context("listing namespaces")?;
     let mut secrets = Vec::new();
+    let mut unlistable = Vec::new();
     for name in names {
         let field = format!("metadata.name={name}");
-        let found = list_all::<Secret, _>(client, None, Some(&field), secret_state)
-            .await
-            .with_context(|| format!("listing Secrets named {name}"))?;
-        secrets.extend(found);
+        match list_all::<Secret, _>(client, None, Some(&field), secret_state).await {
+            Ok(found) => secrets.extend(found),
+            // A retired name the RBAC no longer covers: it cannot be pruned, but it must not
+            // stop the run either. A configured target is different: that is an error.
+            Err(e) if !targets.contains(name) && is_forbidden(&e) => unlistable.push(name.clone()),
+            Err(e) => return Err(e).with_context(|| format!("listing Secrets named {name}")),
+        }
     }
     let service_accounts = list_all::<ServiceAccount, _>(client, None, None, service_account_state)
         .await
@@ -111,6 +118,7 @@ pub async fn observe(
         secrets,
         service_accounts,
         inventory,
+        unlistable,
     })
 }
 
@@ -126,6 +134,10 @@ pub async fn read_inventory(client: &Client, namespace: &str) -> Result<Vec<Stri
         .and_then(|d| d.get(INVENTORY_KEY).cloned())
         .map(|s| split_list(&s))
         .unwrap_or_default())
+}
+
+fn is_forbidden(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 403)
 }
 
 pub fn split_list(s: &str) -> Vec<String> {

@@ -146,7 +146,22 @@ pub fn managed_names(targets: &[String], inventory: &[String]) -> Vec<String> {
 pub fn plan(config: &Config, credentials: &[Credential], observed: &Observed) -> Plan {
     let mut plan = Plan::default();
     let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
-    let managed = managed_names(&targets, &observed.inventory);
+    // Names whose Secrets we could not list are not touched at all this run, and stay remembered.
+    let mut managed = managed_names(&targets, &observed.inventory);
+    managed.retain(|n| !observed.unlistable.contains(n));
+    for name in &observed.unlistable {
+        plan.warnings.push(Warning {
+            namespace: String::new(),
+            kind: "Secret",
+            name: name.clone(),
+            reason: "RetiredNameNotListable",
+            message: format!(
+                "{name} was written by earlier runs but may no longer be listed (RBAC): its copies and \
+                 ServiceAccount entries are not pruned. Add it back to the RBAC resourceNames until one run \
+                 has pruned it"
+            ),
+        });
+    }
 
     // Namespaces, sorted so the plan does not depend on list order.
     let mut selected: BTreeSet<&str> = BTreeSet::new();
@@ -251,10 +266,11 @@ pub fn plan(config: &Config, credentials: &[Credential], observed: &Observed) ->
     // Inventory: remember new names before writing them; forget retired ones (prune only) once
     // the apply stage has seen every removal of theirs succeed.
     if !targets.iter().all(|t| observed.inventory.contains(t)) {
-        plan.inventory_before = Some(sorted(managed.clone()));
+        plan.inventory_before = Some(sorted(managed_names(&targets, &observed.inventory)));
     }
-    if config.prune && sorted(targets.clone()) != sorted(managed) {
-        plan.inventory_after = Some(sorted(targets));
+    let keep: Vec<String> = targets.iter().chain(&observed.unlistable).cloned().collect();
+    if config.prune && sorted(keep.clone()) != sorted(managed_names(&targets, &observed.inventory)) {
+        plan.inventory_after = Some(sorted(keep));
     }
     plan
 }

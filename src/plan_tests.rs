@@ -238,6 +238,7 @@ fn rename_adds_new_and_removes_only_our_old_entry() {
         secrets: vec![secret("a", "old", true, "D")],
         service_accounts: vec![sa("a", "default", &["x", "old", "y"], &["old"])],
         inventory: vec!["old".into()],
+        ..Observed::default()
     };
     let p = plan(
         &config(&["default"], Adopt::Patcher, true),
@@ -264,6 +265,7 @@ fn prune_off_keeps_everything() {
         secrets: vec![secret("a", "old", true, "D")],
         service_accounts: vec![sa("a", "default", &["old"], &["old"])],
         inventory: vec!["old".into()],
+        ..Observed::default()
     };
     let p = plan(
         &config(&["default"], Adopt::Patcher, false),
@@ -330,9 +332,10 @@ fn arb_world() -> impl Strategy<Value = (Config, Vec<Credential>, Observed)> {
         any::<bool>(),
         0u8..4,
         proptest::collection::vec(0usize..2, 0..3),
+        any::<bool>(),
     );
     (namespaces, secrets, sas, settings).prop_map(
-        |(nss, secrets, sas, (targets, sa_mode, adopt, prune, rotate, inv))| {
+        |(nss, secrets, sas, (targets, sa_mode, adopt, prune, rotate, inv, hidden))| {
             let mut observed = Observed::default();
             for (i, (present, flags)) in nss.iter().enumerate() {
                 if *present || NAMESPACES[i] == "home" {
@@ -374,6 +377,11 @@ fn arb_world() -> impl Strategy<Value = (Config, Vec<Credential>, Observed)> {
             observed.inventory = inv.iter().map(|i| ["old", "t2"][*i].to_string()).collect();
             observed.inventory.sort();
             observed.inventory.dedup();
+            // Sometimes RBAC no longer lets us list the retired name "old".
+            if hidden && observed.inventory.contains(&"old".to_string()) {
+                observed.unlistable = vec!["old".into()];
+                observed.secrets.retain(|s| s.name != "old");
+            }
             let data = ["D1", "D2", "D3", "D1"][rotate as usize];
             let creds = match targets {
                 0 => vec![cred("t1", data)],
@@ -473,4 +481,30 @@ proptest! {
             prop_assert!(!(patch && terminating.contains(&a.namespace.as_str())), "{:?}", a);
         }
     }
+}
+
+#[test]
+fn a_retired_name_we_may_not_list_is_left_alone_and_remembered() {
+    let observed = Observed {
+        namespaces: vec![ns("a")],
+        service_accounts: vec![sa("a", "default", &["old"], &["old"])],
+        inventory: vec!["old".into()],
+        unlistable: vec!["old".into()],
+        ..Observed::default()
+    };
+    let p = plan(
+        &config(&["default"], Adopt::Patcher, true),
+        &[cred("new", "D")],
+        &observed,
+    );
+    let ServiceAccountOp::Patch { list, .. } = &p.service_accounts[0].op else {
+        panic!("{p:?}")
+    };
+    assert_eq!(
+        list,
+        &["old", "new"],
+        "the entry of a name we cannot see is not removed"
+    );
+    assert_eq!(p.inventory_after, None, "and the name is not forgotten");
+    assert_eq!(p.warnings[0].reason, "RetiredNameNotListable");
 }
