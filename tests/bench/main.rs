@@ -74,30 +74,14 @@ async fn main() {
         kubeconfig: cp.kubeconfig.clone(),
         cp,
     };
-    env.put_secret(
-        HOME,
-        SECRET,
-        "kubernetes.io/dockerconfigjson",
-        ".dockerconfigjson",
-        &fake_dockerconfig("bench-user", "bench-password-1"),
-        &[],
-        &[],
-    )
-    .await;
+    env.put_dockerconfig(HOME, SECRET, &fake_dockerconfig("bench-user", "bench-password-1"), &[])
+        .await;
 
     let mut rows = Vec::new();
     rows.push(measure(cp, "first run", &args).await);
     rows.push(measure(cp, "steady state", &args).await);
-    env.put_secret(
-        HOME,
-        SECRET,
-        "kubernetes.io/dockerconfigjson",
-        ".dockerconfigjson",
-        &fake_dockerconfig("bench-user", "bench-password-2"),
-        &[],
-        &[],
-    )
-    .await;
+    env.put_dockerconfig(HOME, SECRET, &fake_dockerconfig("bench-user", "bench-password-2"), &[])
+        .await;
     rows.push(measure(cp, "after rotation", &args).await);
     cp.stop();
 

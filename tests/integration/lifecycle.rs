@@ -19,16 +19,7 @@ async fn secrets_we_do_not_own_are_left_alone_and_reported() {
     env.put_secret(&opaque, &src, "Opaque", "token", b"user-data", &[], &[])
         .await;
     let users = crate::support::fake_dockerconfig("someone-else", "their-password");
-    env.put_secret(
-        &foreign,
-        &src,
-        "kubernetes.io/dockerconfigjson",
-        ".dockerconfigjson",
-        &users,
-        &[],
-        &[],
-    )
-    .await;
+    env.put_dockerconfig(&foreign, &src, &users, &[]).await;
     let before = env.snapshot().await;
 
     let run = env.run(&[("PULLSECRET_SOURCE_SECRETS", src.as_str())]).await;
@@ -63,16 +54,7 @@ async fn imagepullsecret_patcher_secrets_are_adopted_unless_adopt_none() {
     let marker = [("app.kubernetes.io/managed-by", "imagepullsecret-patcher")];
     for ns in [&adopted, &kept] {
         env.create_namespace(ns, &[], &[]).await;
-        env.put_secret(
-            ns,
-            &src,
-            "kubernetes.io/dockerconfigjson",
-            ".dockerconfigjson",
-            &old,
-            &[],
-            &marker,
-        )
-        .await;
+        env.put_dockerconfig(ns, &src, &old, &marker).await;
         env.set_pull_secrets(ns, "default", &[&src]).await;
     }
 
@@ -248,16 +230,7 @@ async fn a_missing_or_corrupt_source_changes_nothing_anywhere() {
     let vars = [("PULLSECRET_SOURCE_SECRETS", src.as_str())];
     assert_eq!(env.run(&vars).await.code, 0);
 
-    env.put_secret(
-        &env.home,
-        &src,
-        "kubernetes.io/dockerconfigjson",
-        ".dockerconfigjson",
-        br#"{"auths":{}}"#,
-        &[],
-        &[],
-    )
-    .await;
+    env.put_dockerconfig(&env.home, &src, br#"{"auths":{}}"#, &[]).await;
     let before = env.snapshot().await;
     let run = env.run(&vars).await;
     assert_eq!(run.code, 2, "{run:?}");

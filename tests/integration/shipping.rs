@@ -104,16 +104,7 @@ async fn the_cronjob_identity_converges_with_exactly_the_shipped_rbac() {
     let env = TestEnv::new("sh1").await;
     installed(env.cp).await;
     let bytes = crate::support::fake_dockerconfig("fake-user", "fake-password");
-    env.put_secret(
-        HOME,
-        "regcred",
-        "kubernetes.io/dockerconfigjson",
-        ".dockerconfigjson",
-        &bytes,
-        &[],
-        &[],
-    )
-    .await;
+    env.put_dockerconfig(HOME, "regcred", &bytes, &[]).await;
     let namespaces: Vec<String> = (0..3).map(|i| env.name(&format!("n{i}"))).collect();
     for ns in &namespaces {
         env.create_namespace(ns, &[], &[]).await;

@@ -226,17 +226,22 @@ impl TestEnv {
     /// A `kubernetes.io/dockerconfigjson` Secret with obviously fake credentials; returns its bytes.
     pub async fn create_source(&self, name: &str, user: &str, password: &str) -> Vec<u8> {
         let bytes = fake_dockerconfig(user, password);
+        self.put_dockerconfig(&self.home.clone(), name, &bytes, &[]).await;
+        bytes
+    }
+
+    /// Creates or replaces a `kubernetes.io/dockerconfigjson` Secret with `annotations`.
+    pub async fn put_dockerconfig(&self, ns: &str, name: &str, bytes: &[u8], annotations: &[(&str, &str)]) {
         self.put_secret(
-            &self.home,
+            ns,
             name,
             "kubernetes.io/dockerconfigjson",
             ".dockerconfigjson",
-            &bytes,
+            bytes,
             &[],
-            &[],
+            annotations,
         )
         .await;
-        bytes
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -314,42 +319,39 @@ impl TestEnv {
     /// resourceVersions of every Secret, ServiceAccount and ConfigMap in this test's namespaces.
     pub async fn snapshot(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        let lp = ListParams::default();
+        let selector = format!("{TEST_LABEL}={}", self.id);
         let namespaces = Api::<Namespace>::all(self.client.clone())
-            .list(&ListParams::default().labels(&format!("{TEST_LABEL}={}", self.id)))
+            .list(&ListParams::default().labels(&selector))
             .await
             .unwrap();
         for ns in namespaces {
             let ns = ns.metadata.name.unwrap();
-            for s in Api::<Secret>::namespaced(self.client.clone(), &ns)
-                .list(&lp)
-                .await
-                .unwrap()
-            {
-                out.insert(
-                    format!("secret/{ns}/{}", s.metadata.name.unwrap()),
-                    s.metadata.resource_version.unwrap(),
-                );
-            }
-            for s in Api::<ServiceAccount>::namespaced(self.client.clone(), &ns)
-                .list(&lp)
-                .await
-                .unwrap()
-            {
-                out.insert(
-                    format!("sa/{ns}/{}", s.metadata.name.unwrap()),
-                    s.metadata.resource_version.unwrap(),
-                );
-            }
-            let cms = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(self.client.clone(), &ns);
-            for s in cms.list(&lp).await.unwrap() {
-                out.insert(
-                    format!("cm/{ns}/{}", s.metadata.name.unwrap()),
-                    s.metadata.resource_version.unwrap(),
-                );
-            }
+            self.versions::<Secret>(&ns, "secret", &mut out).await;
+            self.versions::<ServiceAccount>(&ns, "sa", &mut out).await;
+            self.versions::<k8s_openapi::api::core::v1::ConfigMap>(&ns, "cm", &mut out)
+                .await;
         }
         out
+    }
+
+    async fn versions<K>(&self, ns: &str, kind: &str, out: &mut BTreeMap<String, String>)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        for o in Api::<K>::namespaced(self.client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+        {
+            let meta = o.meta();
+            out.insert(
+                format!("{kind}/{ns}/{}", meta.name.clone().unwrap()),
+                meta.resource_version.clone().unwrap(),
+            );
+        }
     }
 
     /// Runs the real binary scoped to this test; `env` adds or overrides variables.
