@@ -44,6 +44,6 @@ cluster-down:
 bench namespaces="5000" concurrency="16":
     cargo run --release --locked --example bench -- --namespaces {{namespaces}} --concurrency {{concurrency}}
 
-# Render the kustomize base.
+# Render the kustomize base (with the kubectl the control-plane build provides).
 manifests:
-    kubectl kustomize manifests/
+    "$(bash tests/controlplane/build.sh)/kubectl" kustomize manifests/

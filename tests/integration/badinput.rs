@@ -184,3 +184,42 @@ async fn missing_kubeconfig() {
     assert!(secrets_in(&format!("{}{}", run.stdout, run.stderr)).is_empty());
     assert_eq!(env.snapshot().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_is_one_object_even_for_a_configuration_error() {
+    let env = TestEnv::new("bi23").await;
+    let run = env
+        .run(&[("PULLSECRET_PRUNE", "perhaps"), ("PULLSECRET_SOURCE_SECRETS", "x")])
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let s = run.summary();
+    assert!(s["error"].as_str().unwrap().contains("PULLSECRET_PRUNE"), "{s}");
+    assert_eq!(s["problems"][0]["reason"], "NothingWritten");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_lists_every_variable_with_its_default() {
+    let env = TestEnv::new("bi24").await;
+    let help = crate::support::run_binary_args(&env.kubeconfig, &[], &["--help"]).await;
+    assert_eq!(help.code, 0);
+    for (name, default, _) in pullsecret_reconciler::config::VARIABLES {
+        assert!(
+            help.stdout.contains(&format!("PULLSECRET_{name}")),
+            "--help misses PULLSECRET_{name}"
+        );
+        if !default.is_empty() {
+            assert!(
+                help.stdout.contains(&format!("default: {default}")),
+                "--help misses the default of {name}"
+            );
+        }
+    }
+    let version = crate::support::run_binary_args(&env.kubeconfig, &[], &["--version"]).await;
+    assert_eq!(
+        (version.code, version.stdout.trim()),
+        (0, concat!("pullsecret-reconciler ", env!("CARGO_PKG_VERSION")))
+    );
+    let bad = crate::support::run_binary_args(&env.kubeconfig, &[], &["--dryrun"]).await;
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("unknown argument \"--dryrun\""), "{}", bad.stderr);
+}

@@ -272,3 +272,81 @@ async fn several_registries_are_managed_independently() {
     assert!(env.secret(&ns, &a).await.is_some());
     assert_eq!(env.pull_secrets(&ns, "default").await, vec![a.clone()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_name_dropped_from_rbac_too_early_warns_and_is_pruned_later() {
+    let env = TestEnv::new("lc8").await;
+    let source = env.name("source");
+    env.create_source(&source, "fake-user", "fake-password").await;
+    let (old, new) = (env.name("old"), env.name("new"));
+    let ns = env.name("app");
+    env.create_namespace(&ns, &[], &[]).await;
+    assert_eq!(
+        env.run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{source}={old}"))])
+            .await
+            .code,
+        0
+    );
+
+    // The operator renames, and already removed the old name from the RBAC resourceNames.
+    let role = env.name("rbac");
+    env.cp.apply_yaml(&format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: renamer, namespace: {home}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {role}}}
+rules:
+- {{apiGroups: [""], resources: [namespaces], verbs: [list]}}
+- {{apiGroups: [""], resources: [serviceaccounts], verbs: [get, list, patch]}}
+- {{apiGroups: [""], resources: [secrets], verbs: [list, patch, delete], resourceNames: [{new}]}}
+- {{apiGroups: [""], resources: [secrets], verbs: [create]}}
+- {{apiGroups: [""], resources: [secrets], verbs: [get], resourceNames: [{source}]}}
+- {{apiGroups: [""], resources: [configmaps], verbs: [get, patch, create]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {role}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}
+subjects: [{{kind: ServiceAccount, name: renamer, namespace: {home}}}]
+"#,
+        home = env.home
+    ));
+    let kubeconfig = env.cp.service_account_kubeconfig(&env.home, "renamer").await;
+    let vars: Vec<(String, String)> = vec![
+        ("PULLSECRET_SOURCE_SECRETS".into(), format!("{source}={new}")),
+        ("PULLSECRET_SOURCE_NAMESPACE".into(), env.home.clone()),
+        (
+            "PULLSECRET_NAMESPACE_SELECTOR".into(),
+            format!("{}={}", crate::support::TEST_LABEL, env.id),
+        ),
+        ("PULLSECRET_OUTPUT".into(), "json".into()),
+    ];
+    let run = crate::support::run_binary(&kubeconfig, &vars).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let warning = run
+        .problems()
+        .into_iter()
+        .find(|p| p["reason"] == "RetiredNameNotListable");
+    assert!(
+        warning.is_some_and(|w| w["severity"] == "warning" && w["name"] == old.as_str()),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        env.secret(&ns, &old).await.is_some(),
+        "what it cannot see it does not prune"
+    );
+    assert_eq!(env.pull_secrets(&ns, "default").await, vec![old.clone(), new.clone()]);
+
+    // With the old name readable again (here: as admin), one run finishes the rename.
+    let run = env
+        .run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{source}={new}"))])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(env.secret(&ns, &old).await.is_none());
+    assert_eq!(env.pull_secrets(&ns, "default").await, vec![new]);
+}

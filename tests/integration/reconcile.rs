@@ -83,6 +83,17 @@ async fn one_run_converges_and_a_second_changes_nothing() {
         let secret = env.secret(ns, &src).await.expect("copied Secret");
         assert_eq!(secret_data(&secret), bytes, "exact bytes in {ns}");
         assert!(is_ours(&secret), "labelled in {ns}");
+        let origin = secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("pullsecret-reconciler/source"))
+            .cloned();
+        assert_eq!(
+            origin,
+            Some(format!("secret:{}/{src}", env.home)),
+            "source annotation in {ns}"
+        );
         assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
     }
     assert_eq!(env.pull_secrets(&a, "default").await, vec![src.clone()]);
@@ -217,4 +228,36 @@ async fn dry_run_counts_everything_and_changes_nothing() {
         assert_eq!(run.writes(), 0);
         assert_eq!(env.snapshot().await, before, "dry run changed the cluster");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_service_accounts_are_counted_never_created() {
+    let env = TestEnv::new("rc6").await;
+    let src = env.name("regcred");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    let ns = env.name("app");
+    env.create_namespace(&ns, &[], &[]).await;
+    let run = env
+        .run(&[
+            ("PULLSECRET_SOURCE_SECRETS", &src),
+            ("PULLSECRET_SERVICE_ACCOUNTS", "default,builder"),
+        ])
+        .await;
+    assert_eq!(run.code, 0, "a missing ServiceAccount is not a failure: {run:?}");
+    assert_eq!(run.count("service_accounts", "missing"), 2, "{}", run.stdout); // app and home
+    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(env.client.clone(), &ns);
+    assert!(api.get_opt("builder").await.unwrap().is_none(), "never created");
+
+    // Once it exists, the next run patches it.
+    let sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": "builder" } })).unwrap();
+    api.create(&PostParams::default(), &sa).await.unwrap();
+    let run = env
+        .run(&[
+            ("PULLSECRET_SOURCE_SECRETS", &src),
+            ("PULLSECRET_SERVICE_ACCOUNTS", "default,builder"),
+        ])
+        .await;
+    assert_eq!(run.count("service_accounts", "missing"), 1, "{}", run.stdout);
+    assert_eq!(env.pull_secrets(&ns, "builder").await, vec![src]);
 }
