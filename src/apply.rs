@@ -191,6 +191,7 @@ impl Writer {
                 out.inventory = self.write_inventory(names).await.err();
             }
         }
+        log_failures(plan, &out);
         out
     }
 
@@ -243,6 +244,20 @@ impl Writer {
                 "DeadlineExceeded",
                 "run deadline reached while recording the inventory",
             )),
+        }
+    }
+}
+
+/// One structured line per failed write (names and reasons only), for logs read without the summary.
+fn log_failures(plan: &Plan, out: &Outcomes) {
+    for (a, f) in plan.secrets.iter().zip(&out.secrets) {
+        if let Some(f) = f {
+            tracing::warn!(namespace = %a.namespace, secret = %a.name, reason = %f.reason, "Secret write failed");
+        }
+    }
+    for (a, f) in plan.service_accounts.iter().zip(&out.service_accounts) {
+        if let Some(f) = f {
+            tracing::warn!(namespace = %a.namespace, service_account = %a.name, reason = %f.reason, "ServiceAccount write failed");
         }
     }
 }
