@@ -224,18 +224,11 @@ async fn throttling_429_is_retried_within_the_deadline() {
     let level = env.name("tiny");
     // A real API Priority and Fairness level with ~3 seats that rejects (429 + Retry-After)
     // instead of queueing, for requests of one ServiceAccount.
+    let kubeconfig = env
+        .identity("throttled", r#"- {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}"#)
+        .await;
     env.cp.apply_yaml(&format!(
         r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: throttled, namespace: {home}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: {level}-admin}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}}
-subjects: [{{kind: ServiceAccount, name: throttled, namespace: {home}}}]
----
 apiVersion: flowcontrol.apiserver.k8s.io/v1
 kind: PriorityLevelConfiguration
 metadata: {{name: {level}}}
@@ -259,7 +252,6 @@ spec:
 "#,
         home = env.home
     ));
-    let kubeconfig = env.cp.service_account_kubeconfig(&env.home, "throttled").await;
     let rejected_before = env
         .cp
         .metric("apiserver_flowcontrol_rejected_requests_total", &level)
@@ -382,36 +374,22 @@ async fn forbidden_namespaces_do_not_stop_the_others() {
     let allowed = namespaces_with_other_secret(&env, 2).await;
     let denied = env.name("denied");
     env.create_namespace(&denied, &[], &[]).await;
+    // Reads everywhere; writes only where a RoleBinding grants them (not in `denied`).
+    let reads = format!(
+        r#"- {{apiGroups: [""], resources: [namespaces, serviceaccounts], verbs: [list]}}
+- {{apiGroups: [""], resources: [secrets], verbs: [get, list], resourceNames: [{src}]}}
+- {{apiGroups: [""], resources: [configmaps], verbs: [get, create, patch]}}"#
+    );
+    let kubeconfig = env.identity("limited", &reads).await;
     let role = env.name("writer");
     let mut yaml = format!(
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: limited, namespace: {home}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: {role}-read}}
-rules:
-- {{apiGroups: [""], resources: [namespaces, serviceaccounts], verbs: [list]}}
-- {{apiGroups: [""], resources: [secrets], verbs: [get, list], resourceNames: [{src}]}}
-- {{apiGroups: [""], resources: [configmaps], verbs: [get, create, patch], resourceNames: [pullsecret-reconciler-inventory]}}
-- {{apiGroups: [""], resources: [configmaps], verbs: [create]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: {role}-read}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}-read}}
-subjects: [{{kind: ServiceAccount, name: limited, namespace: {home}}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
+        r#"apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {{name: {role}}}
 rules:
 - {{apiGroups: [""], resources: [secrets], verbs: [create, patch, delete]}}
 - {{apiGroups: [""], resources: [serviceaccounts], verbs: [get, patch]}}
-"#,
-        home = env.home
+"#
     );
     for ns in allowed.iter().chain([&env.home]) {
         yaml.push_str(&format!(
@@ -422,7 +400,6 @@ rules:
         ));
     }
     env.cp.apply_yaml(&yaml);
-    let kubeconfig = env.cp.service_account_kubeconfig(&env.home, "limited").await;
     let run = run_binary(&kubeconfig, &vars(&env, &[("PULLSECRET_SOURCE_SECRETS", &src)])).await;
     assert_eq!(run.code, 1, "{run:?}");
     let problems = run.problems();

@@ -289,33 +289,15 @@ async fn a_retired_name_dropped_from_rbac_too_early_warns_and_is_pruned_later() 
     );
 
     // The operator renames, and already removed the old name from the RBAC resourceNames.
-    let role = env.name("rbac");
-    env.cp.apply_yaml(&format!(
-        r#"
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: renamer, namespace: {home}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: {role}}}
-rules:
-- {{apiGroups: [""], resources: [namespaces], verbs: [list]}}
+    let rules = format!(
+        r#"- {{apiGroups: [""], resources: [namespaces], verbs: [list]}}
 - {{apiGroups: [""], resources: [serviceaccounts], verbs: [get, list, patch]}}
 - {{apiGroups: [""], resources: [secrets], verbs: [list, patch, delete], resourceNames: [{new}]}}
 - {{apiGroups: [""], resources: [secrets], verbs: [create]}}
 - {{apiGroups: [""], resources: [secrets], verbs: [get], resourceNames: [{source}]}}
-- {{apiGroups: [""], resources: [configmaps], verbs: [get, patch, create]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: {role}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}
-subjects: [{{kind: ServiceAccount, name: renamer, namespace: {home}}}]
-"#,
-        home = env.home
-    ));
-    let kubeconfig = env.cp.service_account_kubeconfig(&env.home, "renamer").await;
+- {{apiGroups: [""], resources: [configmaps], verbs: [get, patch, create]}}"#
+    );
+    let kubeconfig = env.identity("renamer", &rules).await;
     let vars: Vec<(String, String)> = vec![
         ("PULLSECRET_SOURCE_SECRETS".into(), format!("{source}={new}")),
         ("PULLSECRET_SOURCE_NAMESPACE".into(), env.home.clone()),

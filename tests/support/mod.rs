@@ -18,6 +18,10 @@ use serde_json::Value;
 
 pub mod proxy;
 
+fn string_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
 /// The reconciler binary: Cargo's for integration tests, the release build for the benchmark.
 pub fn binary() -> PathBuf {
     match option_env!("CARGO_BIN_EXE_pullsecret-reconciler") {
@@ -189,18 +193,13 @@ impl TestEnv {
 
     /// Creates a namespace carrying this test's label and waits for its `default` ServiceAccount.
     pub async fn create_namespace(&self, name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) {
-        let mut l: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut l = string_map(labels);
         l.insert(TEST_LABEL.into(), self.id.clone());
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 labels: Some(l),
-                annotations: Some(
-                    annotations
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
+                annotations: Some(string_map(annotations)),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
@@ -259,13 +258,8 @@ impl TestEnv {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-                annotations: Some(
-                    annotations
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
+                labels: Some(string_map(labels)),
+                annotations: Some(string_map(annotations)),
                 ..ObjectMeta::default()
             },
             type_: Some(type_.into()),
@@ -352,6 +346,21 @@ impl TestEnv {
                 meta.resource_version.clone().unwrap(),
             );
         }
+    }
+
+    /// A ServiceAccount `name` in this test's source namespace with exactly the ClusterRole `rules`
+    /// (YAML list items) bound cluster-wide; returns a kubeconfig that authenticates as it.
+    pub async fn identity(&self, name: &str, rules: &str) -> PathBuf {
+        let role = self.name(name);
+        self.cp.apply_yaml(&format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name}, namespace: {home}}}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {role}}}\nrules:\n{rules}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {role}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
+             subjects: [{{kind: ServiceAccount, name: {name}, namespace: {home}}}]\n",
+            home = self.home
+        ));
+        self.cp.service_account_kubeconfig(&self.home, name).await
     }
 
     /// Runs the real binary scoped to this test; `env` adds or overrides variables.
