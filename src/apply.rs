@@ -69,7 +69,7 @@ impl Writer {
                 out.secrets[i] = a.op.is_write().then(|| blocked.clone());
             }
             for (i, a) in plan.service_accounts.iter().enumerate() {
-                out.service_accounts[i] = matches!(a.op, ServiceAccountOp::Patch { .. }).then(|| blocked.clone());
+                out.service_accounts[i] = a.op.is_write().then(|| blocked.clone());
             }
             out.inventory = Some(f);
             return out;
@@ -98,7 +98,7 @@ impl Writer {
 
         // 2. ServiceAccounts: add what now exists, remove what we no longer want.
         let patches: Vec<usize> = (0..plan.service_accounts.len())
-            .filter(|&i| matches!(plan.service_accounts[i].op, ServiceAccountOp::Patch { .. }))
+            .filter(|&i| plan.service_accounts[i].op.is_write())
             .collect();
         let results = self
             .bounded(&patches, |i| {
@@ -343,6 +343,10 @@ async fn delete_secret(api: &Api<Secret>, name: &str, resource_version: &str, ui
     }
 }
 
+fn vanished() -> Failure {
+    Failure::new("NotFound", "the ServiceAccount was deleted during the run")
+}
+
 /// The non-destructive write of an atomic list: the full list with a resourceVersion
 /// precondition; on 409 re-read, re-apply the same edit, try again.
 async fn patch_service_account(
@@ -359,35 +363,14 @@ async fn patch_service_account(
             Some(v) => v,
             None => match api.get_opt(name).await {
                 Ok(Some(sa)) => {
-                    let current: Vec<String> = sa
-                        .image_pull_secrets
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|r| r.name)
-                        .collect();
-                    let rec = sa
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(RECORD_ANNOTATION))
-                        .map(|s| crate::observe::split_list(s))
-                        .unwrap_or_default();
-                    resource_version = sa.metadata.resource_version.clone().unwrap_or_default();
-                    match edit.apply_to(&current, &rec) {
+                    let current = crate::observe::service_account_state(sa);
+                    resource_version = current.resource_version;
+                    match edit.apply_to(&current.pull_secrets, &current.recorded) {
                         Some(v) => v,
                         None => return (None, retries),
                     }
                 }
-                Ok(None) => {
-                    return (
-                        Some(Failure::new(
-                            "NotFound",
-                            "the ServiceAccount was deleted during the run",
-                        )),
-                        retries,
-                    );
-                }
+                Ok(None) => return (Some(vanished()), retries),
                 Err(e) => return (Some(classify(e)), retries),
             },
         };
@@ -414,15 +397,7 @@ async fn patch_service_account(
                 // Back off a little so two writers of one list do not keep colliding.
                 tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
             }
-            Err(e) if is_status(&e, 404) => {
-                return (
-                    Some(Failure::new(
-                        "NotFound",
-                        "the ServiceAccount was deleted during the run",
-                    )),
-                    retries,
-                );
-            }
+            Err(e) if is_status(&e, 404) => return (Some(vanished()), retries),
             Err(e) => return (Some(classify(e)), retries),
         }
     }

@@ -71,11 +71,7 @@ pub async fn run(
     tracing::info!(
         selected = plan.namespaces.selected,
         secret_writes = plan.secrets.iter().filter(|a| a.op.is_write()).count(),
-        service_account_writes = plan
-            .service_accounts
-            .iter()
-            .filter(|a| matches!(a.op, plan::ServiceAccountOp::Patch { .. }))
-            .count(),
+        service_account_writes = plan.service_accounts.iter().filter(|a| a.op.is_write()).count(),
         dry_run = config.dry_run,
         "planned"
     );

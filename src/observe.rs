@@ -207,7 +207,7 @@ fn secret_state(s: Secret) -> SecretState {
     }
 }
 
-fn service_account_state(sa: ServiceAccount) -> ServiceAccountState {
+pub(crate) fn service_account_state(sa: ServiceAccount) -> ServiceAccountState {
     let meta = &sa.metadata;
     let list_appliers = other_managers(meta, |entry| {
         entry.operation.as_deref() == Some("Apply")

@@ -92,6 +92,12 @@ pub enum ServiceAccountOp {
     Missing,
 }
 
+impl ServiceAccountOp {
+    pub fn is_write(&self) -> bool {
+        matches!(self, ServiceAccountOp::Patch { .. })
+    }
+}
+
 /// What we want done to one ServiceAccount's `imagePullSecrets`, independent of its current list.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Edit {
@@ -146,9 +152,14 @@ pub fn managed_names(targets: &[String], inventory: &[String]) -> Vec<String> {
 pub fn plan(config: &Config, credentials: &[Credential], observed: &Observed) -> Plan {
     let mut plan = Plan::default();
     let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
-    // Names whose Secrets we could not list are not touched at all this run, and stay remembered.
-    let mut managed = managed_names(&targets, &observed.inventory);
-    managed.retain(|n| !observed.unlistable.contains(n));
+    // Every name this configuration or an earlier run wrote. Names whose Secrets we could not
+    // list are not touched at all this run, and stay remembered.
+    let known = managed_names(&targets, &observed.inventory);
+    let managed: Vec<String> = known
+        .iter()
+        .filter(|n| !observed.unlistable.contains(n))
+        .cloned()
+        .collect();
     for name in &observed.unlistable {
         plan.warnings.push(Warning {
             namespace: String::new(),
@@ -266,10 +277,10 @@ pub fn plan(config: &Config, credentials: &[Credential], observed: &Observed) ->
     // Inventory: remember new names before writing them; forget retired ones (prune only) once
     // the apply stage has seen every removal of theirs succeed.
     if !targets.iter().all(|t| observed.inventory.contains(t)) {
-        plan.inventory_before = Some(sorted(managed_names(&targets, &observed.inventory)));
+        plan.inventory_before = Some(sorted(known.clone()));
     }
     let keep: Vec<String> = targets.iter().chain(&observed.unlistable).cloned().collect();
-    if config.prune && sorted(keep.clone()) != sorted(managed_names(&targets, &observed.inventory)) {
+    if config.prune && sorted(keep.clone()) != sorted(known) {
         plan.inventory_after = Some(sorted(keep));
     }
     plan
@@ -398,7 +409,7 @@ fn plan_service_accounts(
                 });
             }
             // Only in-scope ServiceAccounts and real changes are worth a line in the plan.
-            if in_scope || matches!(op, ServiceAccountOp::Patch { .. }) {
+            if in_scope || op.is_write() {
                 plan.service_accounts.push(ServiceAccountAction {
                     namespace: ns.to_string(),
                     name: sa.name.clone(),

@@ -74,11 +74,7 @@ fn sa(ns: &str, name: &str, list: &[&str], recorded: &[&str]) -> ServiceAccountS
 
 fn writes(plan: &Plan) -> usize {
     plan.secrets.iter().filter(|a| a.op.is_write()).count()
-        + plan
-            .service_accounts
-            .iter()
-            .filter(|a| matches!(a.op, ServiceAccountOp::Patch { .. }))
-            .count()
+        + plan.service_accounts.iter().filter(|a| a.op.is_write()).count()
         + usize::from(plan.inventory_before.is_some())
         + usize::from(plan.inventory_after.is_some())
 }
@@ -477,7 +473,7 @@ proptest! {
             prop_assert!(!(a.op.is_write() && terminating.contains(&a.namespace.as_str())));
         }
         for a in &p.service_accounts {
-            let patch = matches!(a.op, ServiceAccountOp::Patch { .. });
+            let patch = a.op.is_write();
             prop_assert!(!(patch && terminating.contains(&a.namespace.as_str())), "{:?}", a);
         }
     }
