@@ -13,22 +13,6 @@ use serde_json::json;
 use crate::support::proxy::{Mode, Proxy};
 use crate::support::{ControlPlane, TestEnv, is_ours, run_binary, secret_data};
 
-fn vars(env: &TestEnv, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = vec![
-        ("PULLSECRET_SOURCE_NAMESPACE".into(), env.home.clone()),
-        (
-            "PULLSECRET_NAMESPACE_SELECTOR".into(),
-            format!("{}={}", crate::support::TEST_LABEL, env.id),
-        ),
-        ("PULLSECRET_OUTPUT".into(), "json".into()),
-    ];
-    for (k, val) in extra {
-        v.retain(|(key, _)| key != k);
-        v.push((k.to_string(), val.to_string()));
-    }
-    v
-}
-
 async fn namespaces_with_other_secret(env: &TestEnv, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     for i in 0..n {
@@ -69,14 +53,11 @@ async fn api_server_stopped_mid_run_then_restarted() {
     proxy.set(Mode::Slow, Duration::from_millis(40));
     let dir = cp.kubeconfig.parent().unwrap().to_owned();
     let via_proxy = proxy.kubeconfig(&cp.kubeconfig, &dir);
-    let v = vars(
-        &env,
-        &[
-            ("PULLSECRET_SOURCE_SECRETS", &src),
-            ("PULLSECRET_CONCURRENCY", "2"),
-            ("PULLSECRET_TIMEOUT_SECS", "40"),
-        ],
-    );
+    let v = env.vars(&[
+        ("PULLSECRET_SOURCE_SECRETS", &src),
+        ("PULLSECRET_CONCURRENCY", "2"),
+        ("PULLSECRET_TIMEOUT_SECS", "40"),
+    ]);
     let started = Instant::now();
     let run = tokio::spawn(async move { run_binary(&via_proxy, &v).await });
 
@@ -258,14 +239,11 @@ spec:
         .await;
 
     let started = Instant::now();
-    let v = vars(
-        &env,
-        &[
-            ("PULLSECRET_SOURCE_SECRETS", &src),
-            ("PULLSECRET_CONCURRENCY", "16"),
-            ("PULLSECRET_TIMEOUT_SECS", "60"),
-        ],
-    );
+    let v = env.vars(&[
+        ("PULLSECRET_SOURCE_SECRETS", &src),
+        ("PULLSECRET_CONCURRENCY", "16"),
+        ("PULLSECRET_TIMEOUT_SECS", "60"),
+    ]);
     let run = run_binary(&kubeconfig, &v).await;
     let elapsed = started.elapsed();
     let rejected = env
@@ -290,14 +268,11 @@ spec:
     // A tight deadline under the same throttling still ends on time.
     env.create_source(&src, "fake-user", "fake-password-rotated").await;
     let started = Instant::now();
-    let v = vars(
-        &env,
-        &[
-            ("PULLSECRET_SOURCE_SECRETS", &src),
-            ("PULLSECRET_CONCURRENCY", "16"),
-            ("PULLSECRET_TIMEOUT_SECS", "2"),
-        ],
-    );
+    let v = env.vars(&[
+        ("PULLSECRET_SOURCE_SECRETS", &src),
+        ("PULLSECRET_CONCURRENCY", "16"),
+        ("PULLSECRET_TIMEOUT_SECS", "2"),
+    ]);
     let run = run_binary(&kubeconfig, &v).await;
     assert!(
         started.elapsed() < Duration::from_secs(6),
@@ -323,10 +298,7 @@ async fn hung_and_slow_servers_are_bounded_by_the_deadline() {
     let started = Instant::now();
     let run = run_binary(
         &via_proxy,
-        &vars(
-            &env,
-            &[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_TIMEOUT_SECS", "3")],
-        ),
+        &env.vars(&[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_TIMEOUT_SECS", "3")]),
     )
     .await;
     assert_eq!(run.code, 2, "{run:?}");
@@ -339,14 +311,11 @@ async fn hung_and_slow_servers_are_bounded_by_the_deadline() {
     let started = Instant::now();
     let run = run_binary(
         &via_proxy,
-        &vars(
-            &env,
-            &[
-                ("PULLSECRET_SOURCE_SECRETS", &src),
-                ("PULLSECRET_TIMEOUT_SECS", "4"),
-                ("PULLSECRET_CONCURRENCY", "1"),
-            ],
-        ),
+        &env.vars(&[
+            ("PULLSECRET_SOURCE_SECRETS", &src),
+            ("PULLSECRET_TIMEOUT_SECS", "4"),
+            ("PULLSECRET_CONCURRENCY", "1"),
+        ]),
     )
     .await;
     assert!(run.code == 1 || run.code == 2, "{run:?}");
@@ -356,10 +325,7 @@ async fn hung_and_slow_servers_are_bounded_by_the_deadline() {
     proxy.set(Mode::Slow, Duration::from_millis(20));
     let run = run_binary(
         &via_proxy,
-        &vars(
-            &env,
-            &[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_TIMEOUT_SECS", "60")],
-        ),
+        &env.vars(&[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_TIMEOUT_SECS", "60")]),
     )
     .await;
     assert_eq!(run.code, 0, "{run:?}");
@@ -400,7 +366,7 @@ rules:
         ));
     }
     env.cp.apply_yaml(&yaml);
-    let run = run_binary(&kubeconfig, &vars(&env, &[("PULLSECRET_SOURCE_SECRETS", &src)])).await;
+    let run = env.run_as(&kubeconfig, &[("PULLSECRET_SOURCE_SECRETS", &src)]).await;
     assert_eq!(run.code, 1, "{run:?}");
     let problems = run.problems();
     let named: Vec<&serde_json::Value> = problems.iter().filter(|p| p["namespace"] == denied.as_str()).collect();

@@ -298,16 +298,12 @@ async fn a_retired_name_dropped_from_rbac_too_early_warns_and_is_pruned_later() 
 - {{apiGroups: [""], resources: [configmaps], verbs: [get, patch, create]}}"#
     );
     let kubeconfig = env.identity("renamer", &rules).await;
-    let vars: Vec<(String, String)> = vec![
-        ("PULLSECRET_SOURCE_SECRETS".into(), format!("{source}={new}")),
-        ("PULLSECRET_SOURCE_NAMESPACE".into(), env.home.clone()),
-        (
-            "PULLSECRET_NAMESPACE_SELECTOR".into(),
-            format!("{}={}", crate::support::TEST_LABEL, env.id),
-        ),
-        ("PULLSECRET_OUTPUT".into(), "json".into()),
-    ];
-    let run = crate::support::run_binary(&kubeconfig, &vars).await;
+    let run = env
+        .run_as(
+            &kubeconfig,
+            &[("PULLSECRET_SOURCE_SECRETS", &format!("{source}={new}"))],
+        )
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     let warning = run
         .problems()

@@ -209,15 +209,7 @@ async fn dry_run_counts_everything_and_changes_nothing() {
             env.run(&vars).await
         } else {
             // the --dry-run flag, not the variable
-            let mut v: Vec<(String, String)> = vec![
-                ("PULLSECRET_SOURCE_NAMESPACE".into(), env.home.clone()),
-                (
-                    "PULLSECRET_NAMESPACE_SELECTOR".into(),
-                    format!("{}={}", crate::support::TEST_LABEL, env.id),
-                ),
-                ("PULLSECRET_OUTPUT".into(), "json".into()),
-            ];
-            v.push(("PULLSECRET_SOURCE_SECRETS".into(), src.clone()));
+            let v = env.vars(&[("PULLSECRET_SOURCE_SECRETS", src.as_str())]);
             crate::support::run_binary_args(&env.kubeconfig, &v, &["--dry-run"]).await
         };
         assert_eq!(run.code, 0, "{run:?}");

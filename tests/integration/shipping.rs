@@ -112,17 +112,17 @@ async fn the_cronjob_identity_converges_with_exactly_the_shipped_rbac() {
     env.set_pull_secrets(&namespaces[0], "default", &["other-secret"]).await;
 
     let kubeconfig = env.cp.service_account_kubeconfig(HOME, "pullsecret-reconciler").await;
-    let mut vars = config_env();
-    vars.retain(|(k, _)| k != "PULLSECRET_LOG_FORMAT");
-    // In-cluster the source namespace is the Pod's; the selector keeps this test to its namespaces.
-    vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), HOME.into()));
-    vars.push((
-        "PULLSECRET_NAMESPACE_SELECTOR".into(),
-        format!("{}={}", crate::support::TEST_LABEL, env.id),
-    ));
-    vars.push(("PULLSECRET_OUTPUT".into(), "json".into()));
+    // The shipped settings; in-cluster the source namespace is the Pod's, and env.vars' selector
+    // keeps this test to its own namespaces.
+    let shipped = config_env();
+    let mut vars: Vec<(&str, &str)> = shipped
+        .iter()
+        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    vars.push(("PULLSECRET_SOURCE_NAMESPACE", HOME));
     for round in 0..2 {
-        let run = crate::support::run_binary(&kubeconfig, &vars).await;
+        let run = env.run_as(&kubeconfig, &vars).await;
         assert_eq!(run.code, 0, "round {round}: {run:?}");
         if round == 1 {
             assert_eq!(run.writes(), 0, "{}", run.stdout);

@@ -363,12 +363,15 @@ impl TestEnv {
         self.cp.service_account_kubeconfig(&self.home, name).await
     }
 
-    /// Runs the real binary scoped to this test; `env` adds or overrides variables.
-    pub async fn run(&self, env: &[(&str, &str)]) -> RunResult {
-        let selector = format!("{TEST_LABEL}={}", self.id);
+    /// The variables that scope a run to this test (its source namespace, its namespace selector,
+    /// JSON output, a 60 s deadline), with `env` added or overriding.
+    pub fn vars(&self, env: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut vars: Vec<(String, String)> = vec![
             ("PULLSECRET_SOURCE_NAMESPACE".into(), self.home.clone()),
-            ("PULLSECRET_NAMESPACE_SELECTOR".into(), selector),
+            (
+                "PULLSECRET_NAMESPACE_SELECTOR".into(),
+                format!("{TEST_LABEL}={}", self.id),
+            ),
             ("PULLSECRET_OUTPUT".into(), "json".into()),
             ("PULLSECRET_TIMEOUT_SECS".into(), "60".into()),
         ];
@@ -376,7 +379,17 @@ impl TestEnv {
             vars.retain(|(key, _)| key != k);
             vars.push((k.to_string(), v.to_string()));
         }
-        run_binary(&self.kubeconfig, &vars).await
+        vars
+    }
+
+    /// Runs the real binary scoped to this test, as the admin.
+    pub async fn run(&self, env: &[(&str, &str)]) -> RunResult {
+        self.run_as(&self.kubeconfig, env).await
+    }
+
+    /// Runs the real binary scoped to this test, as whoever `kubeconfig` authenticates.
+    pub async fn run_as(&self, kubeconfig: &Path, env: &[(&str, &str)]) -> RunResult {
+        run_binary(kubeconfig, &self.vars(env)).await
     }
 }
 
