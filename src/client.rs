@@ -1,5 +1,5 @@
 //! I/O setup: the Kubernetes client, with timeouts and a tower layer that counts every API
-//! request by verb for the summary.
+//! request by verb, and the response bytes read, for the summary.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,10 +9,12 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use kube::Client;
 use kube::client::ClientBuilder;
 
-use crate::report::ApiRequests;
+use crate::model::ApiRequests;
 
 /// Counts requests as they leave the client: GETs (gets and list pages) are reads, everything else
 /// a write; also tracks the most writes ever in flight at once. kube's own retries of
@@ -23,6 +25,7 @@ pub struct RequestCounter {
     writes: Arc<AtomicU64>,
     writes_in_flight: Arc<AtomicU64>,
     max_writes_in_flight: Arc<AtomicU64>,
+    bytes_read: Arc<AtomicU64>,
 }
 
 impl RequestCounter {
@@ -31,6 +34,7 @@ impl RequestCounter {
             reads: self.reads.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
             max_writes_in_flight: self.max_writes_in_flight.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
         }
     }
 }
@@ -61,27 +65,65 @@ pub struct Counted<S> {
     counter: RequestCounter,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for Counted<S>
+/// A response body that adds the length of every data frame to the counter as it is read.
+pub struct CountedBody<B> {
+    inner: Pin<Box<B>>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<B: Body<Data = Bytes>> Body for CountedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = self.inner.as_mut().poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<S, ReqB, B> tower::Service<http::Request<ReqB>> for Counted<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<ReqB>, Response = http::Response<B>>,
     S::Future: Send + 'static,
+    B: Body<Data = Bytes>,
 {
-    type Response = S::Response;
+    type Response = http::Response<CountedBody<B>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         // Path and query only: names and selectors, never a body.
         tracing::debug!(method = %req.method(), path = req.uri().path(), query = req.uri().query().unwrap_or(""), "api request");
-        if req.method() == http::Method::GET {
-            self.counter.reads.fetch_add(1, Ordering::Relaxed);
-            return Box::pin(self.inner.call(req));
-        }
         let c = &self.counter;
+        let bytes = c.bytes_read.clone();
+        let count = move |resp: http::Response<B>| {
+            resp.map(|b| CountedBody {
+                inner: Box::pin(b),
+                bytes,
+            })
+        };
+        if req.method() == http::Method::GET {
+            c.reads.fetch_add(1, Ordering::Relaxed);
+            let fut = self.inner.call(req);
+            return Box::pin(async move { fut.await.map(count) });
+        }
         c.writes.fetch_add(1, Ordering::Relaxed);
         let now = c.writes_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         c.max_writes_in_flight.fetch_max(now, Ordering::Relaxed);
@@ -90,7 +132,7 @@ where
         Box::pin(async move {
             let out = fut.await;
             drop(guard);
-            out
+            out.map(count)
         })
     }
 }

@@ -7,16 +7,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 use crate::glob::Glob;
+pub use crate::model::{Adopt, DryRun, Policy};
 
 pub const PREFIX: &str = "PULLSECRET_";
 pub const DEFAULT_SECRET_NAME: &str = "image-pull-secret";
 pub const DEFAULT_REGISTRY_SERVER: &str = "https://index.docker.io/v1/";
 pub const DEFAULT_EXCLUDES: &str = "kube-system,kube-public,kube-node-lease";
 
-/// Every variable we read, with its default and meaning: `--help` prints this table and the
-/// unknown-variable check is derived from it, so the two cannot drift apart.
+/// Every variable we read, with its default and meaning, for `--help`. Which variables are known
+/// is derived from [`Raw`]'s fields; a unit test keeps this table and those fields equal.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "SOURCE_SECRETS",
@@ -73,7 +75,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "true",
         "remove our Secrets and entries that are no longer wanted",
     ),
-    ("DRY_RUN", "false", "plan and report, write nothing (also --dry-run)"),
+    (
+        "PRUNE_LIMIT",
+        "10",
+        "most namespaces one run may deselect (prune because no longer selected); 0 = no limit",
+    ),
+    (
+        "DRY_RUN",
+        "false",
+        "true: plan and report, write nothing (also --dry-run); server: send writes with dryRun=All",
+    ),
     ("CONCURRENCY", "16", "writes in flight (1-256)"),
     ("TIMEOUT_SECS", "300", "whole-run deadline in seconds"),
     ("OUTPUT", "text", "summary on stdout: text or json"),
@@ -83,6 +94,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
 /// Raw strings as envy reads them; everything is parsed by hand afterwards so that every error
 /// names its variable. Deliberately not `Debug`: it holds credentials.
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct Raw {
     source_secrets: Option<String>,
     source_namespace: Option<String>,
@@ -99,6 +111,7 @@ struct Raw {
     service_accounts: Option<String>,
     adopt: Option<String>,
     prune: Option<String>,
+    prune_limit: Option<String>,
     dry_run: Option<String>,
     concurrency: Option<String>,
     timeout_secs: Option<String>,
@@ -144,13 +157,6 @@ pub enum Source {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Adopt {
-    Patcher,
-    All,
-    None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Text,
     Json,
@@ -161,14 +167,9 @@ pub struct Config {
     pub source: Source,
     /// Where the source Secrets and the inventory live; `None` = the client's default namespace.
     pub source_namespace: Option<String>,
-    pub include: Vec<Glob>,
-    pub exclude: Vec<Glob>,
-    pub namespace_selector: Option<String>,
-    /// Empty = leave ServiceAccounts alone.
-    pub service_accounts: Vec<Glob>,
-    pub adopt: Adopt,
-    pub prune: bool,
-    pub dry_run: bool,
+    /// What the planner decides with: selection, ServiceAccounts, adoption, prune.
+    pub policy: Policy,
+    pub dry_run: DryRun,
     pub concurrency: usize,
     pub timeout: Duration,
     pub output: Format,
@@ -194,6 +195,7 @@ impl Config {
     {
         let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(PREFIX)).collect();
         reject_unknown(env.iter().map(|(k, _)| k.as_str()))?;
+        // envy lower-cases names; `Raw`'s fields are lower-case.
         // An empty value means "not set" for every variable except SERVICE_ACCOUNTS, where empty
         // is meaningful (leave ServiceAccounts alone); envy gives us both as Some("").
         let raw: Raw = envy::prefixed(PREFIX)
@@ -203,8 +205,44 @@ impl Config {
     }
 }
 
+/// The variables [`Raw`] reads, derived from its fields (so a field cannot go unread or a
+/// variable be accepted without a field).
+pub fn known_variables() -> BTreeSet<String> {
+    struct_fields::<Raw>()
+        .iter()
+        .map(|f| format!("{PREFIX}{}", f.to_ascii_uppercase()))
+        .collect()
+}
+
+/// The field names of a struct deserialised by serde's derive, asked of the derive itself.
+fn struct_fields<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
 fn reject_unknown<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
-    let known: BTreeSet<String> = VARIABLES.iter().map(|(n, _, _)| format!("{PREFIX}{n}")).collect();
+    let known = known_variables();
     let unknown: Vec<&str> = names.filter(|n| !known.contains(*n)).collect();
     if unknown.is_empty() {
         return Ok(());
@@ -306,14 +344,8 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
         "PULLSECRET_EXCLUDE_NAMESPACES",
         &raw.exclude_namespaces.unwrap_or_else(|| DEFAULT_EXCLUDES.into()),
     )?;
-    let namespace_selector = match non_empty(raw.namespace_selector) {
-        Some(s) => {
-            crate::selector::check(&s)
-                .with_context(|| format!("PULLSECRET_NAMESPACE_SELECTOR: invalid label selector {s:?}"))?;
-            Some(s)
-        }
-        None => None,
-    };
+    // The API server validates the selector on the first list, before any write.
+    let namespace_selector = non_empty(raw.namespace_selector);
     let service_accounts = parse_globs(
         "PULLSECRET_SERVICE_ACCOUNTS",
         &raw.service_accounts.unwrap_or_else(|| "default".into()),
@@ -325,7 +357,14 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
         Some(other) => bail!("PULLSECRET_ADOPT: expected patcher, all or none, got {other:?}"),
     };
     let prune = parse_bool("PULLSECRET_PRUNE", raw.prune, true)?;
-    let dry_run = parse_bool("PULLSECRET_DRY_RUN", raw.dry_run, false)? || force_dry_run;
+    let prune_limit = parse_number("PULLSECRET_PRUNE_LIMIT", raw.prune_limit, 10, 0, 1_000_000)? as usize;
+    let dry_run = match non_empty(raw.dry_run).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false" | "0" | "no") if force_dry_run => DryRun::Client,
+        None | Some("false" | "0" | "no") => DryRun::Off,
+        Some("true" | "1" | "yes" | "client") => DryRun::Client,
+        Some("server") => DryRun::Server,
+        Some(other) => bail!("PULLSECRET_DRY_RUN: expected false, true or server, got {other:?}"),
+    };
     let concurrency = parse_number("PULLSECRET_CONCURRENCY", raw.concurrency, 16, 1, 256)? as usize;
     let timeout = Duration::from_secs(parse_number(
         "PULLSECRET_TIMEOUT_SECS",
@@ -339,12 +378,15 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     Ok(Config {
         source,
         source_namespace,
-        include,
-        exclude,
-        namespace_selector,
-        service_accounts,
-        adopt,
-        prune,
+        policy: Policy {
+            include,
+            exclude,
+            namespace_selector,
+            service_accounts,
+            adopt,
+            prune,
+            prune_limit,
+        },
         dry_run,
         concurrency,
         timeout,
@@ -465,13 +507,12 @@ mod tests {
                 target: "regcred".into()
             }])
         );
-        assert_eq!(c.include, vec![Glob::new("*").unwrap()]);
-        assert_eq!(c.exclude.len(), 3);
-        assert_eq!(c.service_accounts, vec![Glob::new("default").unwrap()]);
-        assert_eq!(
-            (c.adopt, c.prune, c.dry_run, c.concurrency),
-            (Adopt::Patcher, true, false, 16)
-        );
+        let p = &c.policy;
+        assert_eq!(p.include, vec![Glob::new("*").unwrap()]);
+        assert_eq!(p.exclude.len(), 3);
+        assert_eq!(p.service_accounts, vec![Glob::new("default").unwrap()]);
+        assert_eq!((p.adopt, p.prune, p.prune_limit), (Adopt::Patcher, true, 10));
+        assert_eq!((c.dry_run, c.concurrency), (DryRun::Off, 16));
         assert_eq!(c.timeout, Duration::from_secs(300));
         assert_eq!((c.output, c.log_format), (Format::Text, Format::Text));
         assert_eq!(c.source_namespace, None);
@@ -493,13 +534,51 @@ mod tests {
     #[test]
     fn dry_run_flag_overrides() {
         let c = Config::from_env(env(&[("PULLSECRET_SOURCE_SECRETS", "a")]), true).unwrap();
-        assert!(c.dry_run);
+        assert_eq!(c.dry_run, DryRun::Client);
+        let server = [("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_DRY_RUN", "server")];
+        assert_eq!(Config::from_env(env(&server), true).unwrap().dry_run, DryRun::Server);
+        assert_eq!(parse(&server).unwrap().dry_run, DryRun::Server);
+        let t = [("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_DRY_RUN", "true")];
+        assert_eq!(parse(&t).unwrap().dry_run, DryRun::Client);
+    }
+
+    #[test]
+    fn prune_limit_zero_means_no_limit() {
+        let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PRUNE_LIMIT", "0")]).unwrap();
+        assert_eq!(c.policy.prune_limit, 0);
+    }
+
+    #[test]
+    fn every_variable_help_prints_is_read_and_every_field_read_is_printed() {
+        let printed: BTreeSet<String> = VARIABLES.iter().map(|(n, _, _)| format!("{PREFIX}{n}")).collect();
+        let read = known_variables();
+        assert_eq!(printed, read);
+        assert!(read.len() >= 21, "{read:?}");
+        // And each one really is accepted: none is reported unknown.
+        for name in &read {
+            if let Err(e) = Config::from_env([(name.clone(), String::new())], false) {
+                assert!(!format!("{e:#}").contains("unknown"), "{name}: {e:#}");
+            }
+        }
+    }
+
+    #[test]
+    fn selector_is_passed_through_for_the_api_server_to_judge() {
+        // Valid selectors the old hand parser rejected; invalid ones fail on the first list.
+        for sel in ["env in(a)", "tier>1", "!legacy", "a=b,c notin (d,e)"] {
+            let c = parse(&[
+                ("PULLSECRET_SOURCE_SECRETS", "a"),
+                ("PULLSECRET_NAMESPACE_SELECTOR", sel),
+            ])
+            .unwrap();
+            assert_eq!(c.policy.namespace_selector.as_deref(), Some(sel));
+        }
     }
 
     #[test]
     fn empty_service_accounts_means_none() {
         let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_SERVICE_ACCOUNTS", "")]).unwrap();
-        assert!(c.service_accounts.is_empty());
+        assert!(c.policy.service_accounts.is_empty());
     }
 
     #[test]
@@ -608,11 +687,12 @@ mod tests {
                 "PULLSECRET_SERVICE_ACCOUNTS",
             ),
             (
-                &[
-                    ("PULLSECRET_SOURCE_SECRETS", "a"),
-                    ("PULLSECRET_NAMESPACE_SELECTOR", "env in (a"),
-                ],
-                "PULLSECRET_NAMESPACE_SELECTOR",
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_DRY_RUN", "maybe")],
+                "PULLSECRET_DRY_RUN",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PRUNE_LIMIT", "-3")],
+                "PULLSECRET_PRUNE_LIMIT",
             ),
             (
                 &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_ADOPT", "some")],

@@ -1,15 +1,22 @@
 //! pullsecret-reconciler: one stateless run converges registry pull Secrets and ServiceAccount
 //! `imagePullSecrets` in every selected namespace: observe -> plan -> apply -> report.
+//!
+//! Modules follow the data: `config` -> `source` -> `observe` -> `plan` -> `apply` -> `report`,
+//! each importing only `model` (the data passed between stages), the pure helpers `glob` and
+//! `reduce`, and earlier stages' outputs — never a later stage.
 
 pub mod apply;
 pub mod client;
 pub mod config;
 pub mod glob;
+pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod reduce;
 pub mod report;
-pub mod selector;
 pub mod source;
+
+use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 use k8s_openapi::api::core::v1::Secret;
@@ -17,6 +24,7 @@ use kube::{Api, Client};
 use tokio::time::{Instant, timeout_at};
 
 pub use config::Config;
+use model::DryRun;
 pub use report::Summary;
 
 /// Field manager of every write, and the value of our managed-by label. Never change it:
@@ -27,9 +35,13 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const PATCHER: &str = "imagepullsecret-patcher";
 pub const SOURCE_ANNOTATION: &str = "pullsecret-reconciler/source";
 pub const RECORD_ANNOTATION: &str = "pullsecret-reconciler/image-pull-secrets";
+pub const EXCLUDE_ANNOTATION: &str = "pullsecret-reconciler/exclude";
+pub const PATCHER_EXCLUDE_ANNOTATION: &str = "k8s.titansoft.com/imagepullsecret-patcher-exclude";
 /// ConfigMap in the source namespace listing the target names earlier runs wrote.
 pub const INVENTORY_NAME: &str = "pullsecret-reconciler-inventory";
 pub const INVENTORY_KEY: &str = "names";
+pub const DOCKERCONFIGJSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
+pub const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
 
 /// One run. `Err` means the run stopped before writing anything (exit code 2): the source could
 /// not be read or validated, or the cluster could not be listed. Everything after that is in the
@@ -42,50 +54,55 @@ pub async fn run(
 ) -> Result<Summary> {
     let started = Instant::now();
     let deadline = started + config.timeout;
-    let targets = config.targets();
+    let reader = observe::Reader::new(client.clone());
 
     let read = async {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), source_namespace);
         let credentials = source::load(config, &secrets, source_namespace).await?;
-        let inventory = observe::read_inventory(client, source_namespace).await?;
-        let names = plan::managed_names(&targets, &inventory);
-        let selector = config.namespace_selector.as_deref();
-        let observed = observe::observe(client, selector, &targets, &names, inventory).await?;
-        anyhow::Ok((credentials, observed))
+        let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
+        let mut observed = reader.observe(&config.policy, &targets, source_namespace).await?;
+        let mut plan = plan::plan(&config.policy, &credentials, &observed);
+        // Pods are read only when the plan would delete: they decide whether it may.
+        if plan.needs_pods {
+            let names = plan::managed_names(&targets, &observed.inventory.names);
+            observed.pods = reader.pods(&names).await?;
+            plan = plan::plan(&config.policy, &credentials, &observed);
+        }
+        tracing::info!(
+            namespaces = observed.namespaces.len(),
+            secrets = observed.secrets.len(),
+            service_accounts = observed.service_accounts.len(),
+            "observed"
+        );
+        anyhow::Ok((credentials, plan))
     };
-    let (credentials, observed) = timeout_at(deadline, read).await.map_err(|_| {
+    let (credentials, plan) = timeout_at(deadline, read).await.map_err(|_| {
         anyhow!(
             "the run deadline ({}s) passed while reading the cluster",
             config.timeout.as_secs()
         )
     })??;
     tracing::info!(
-        namespaces = observed.namespaces.len(),
-        secrets = observed.secrets.len(),
-        service_accounts = observed.service_accounts.len(),
-        "observed"
-    );
-
-    let plan = plan::plan(config, &credentials, &observed);
-    drop(observed);
-    tracing::info!(
         selected = plan.namespaces.selected,
-        secret_writes = plan.secrets.iter().filter(|a| a.op.is_write()).count(),
-        service_account_writes = plan.service_accounts.iter().filter(|a| a.op.is_write()).count(),
-        dry_run = config.dry_run,
+        writes = plan.writes().count(),
+        dry_run = config.dry_run.as_str(),
         "planned"
     );
 
-    let outcomes = if config.dry_run {
-        apply::Outcomes::default()
-    } else {
-        let writer = apply::Writer {
-            client: client.clone(),
-            namespace: source_namespace.to_owned(),
-            concurrency: config.concurrency,
-            deadline,
-        };
-        writer.execute(&plan, &credentials).await
+    let outcomes = match config.dry_run {
+        DryRun::Client => apply::unsent(&plan),
+        DryRun::Off | DryRun::Server => {
+            let cluster = apply::kube::KubeCluster {
+                client: client.clone(),
+                namespace: source_namespace.to_owned(),
+                dry_run: config.dry_run == DryRun::Server,
+            };
+            let limits = apply::Limits {
+                concurrency: config.concurrency,
+                deadline,
+            };
+            apply::execute(Arc::new(cluster), &plan, credentials.into(), limits).await
+        }
     };
 
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use pullsecret_reconciler::config::{Config, Format, PREFIX, VARIABLES};
+use pullsecret_reconciler::config::{Config, DryRun, Format, PREFIX, VARIABLES};
 use pullsecret_reconciler::{Summary, client, run};
 
 fn help() -> String {
@@ -22,8 +22,8 @@ fn help() -> String {
         ));
     }
     s.push_str(
-        "\nExit codes: 0 converged; 1 finished, not converged (failed writes, conflicts, deadline);\n\
-         2 nothing written (bad configuration or source, cluster unreachable, a list failed).\n",
+        "\nExit codes: 0 converged; 1 finished, not converged (failed writes, conflicts, refused prunes,\n\
+         deadline); 2 nothing written (bad configuration or source, cluster unreachable, a list failed).\n",
     );
     s
 }
@@ -83,7 +83,8 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             // Scripts asked for JSON still get exactly one object on stdout.
             if std::env::var("PULLSECRET_OUTPUT").is_ok_and(|v| v.trim() == "json") {
-                println!("{}", Summary::aborted(dry_run, &e).to_json());
+                let mode = if dry_run { DryRun::Client } else { DryRun::Off };
+                println!("{}", Summary::aborted(mode, &e).to_json());
             }
             return ExitCode::from(2);
         }

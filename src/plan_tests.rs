@@ -1,31 +1,22 @@
 //! Unit and property tests of the pure planner: structs in, assertions out.
 
-use std::time::Duration;
-
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{Format, Source};
 use crate::glob::Glob;
-use crate::observe::NamespaceState;
+use crate::model::{Inventory, NamespaceCounts, NamespaceState, PodState};
 
 const DOCKER: &str = DOCKERCONFIGJSON_TYPE;
 
-fn config(service_accounts: &[&str], adopt: Adopt, prune: bool) -> Config {
-    Config {
-        source: Source::Secrets(vec![]),
-        source_namespace: Some("home".into()),
+fn policy(service_accounts: &[&str], adopt: Adopt, prune: bool) -> Policy {
+    Policy {
         include: vec![Glob::new("*").unwrap()],
         exclude: vec![Glob::new("kube-system").unwrap()],
         namespace_selector: None,
         service_accounts: service_accounts.iter().map(|g| Glob::new(g).unwrap()).collect(),
         adopt,
         prune,
-        dry_run: false,
-        concurrency: 4,
-        timeout: Duration::from_secs(60),
-        output: Format::Json,
-        log_format: Format::Text,
+        prune_limit: 10,
     }
 }
 
@@ -72,23 +63,61 @@ fn sa(ns: &str, name: &str, list: &[&str], recorded: &[&str]) -> ServiceAccountS
     }
 }
 
-fn writes(plan: &Plan) -> usize {
-    plan.secrets.iter().filter(|a| a.op.is_write()).count()
-        + plan.service_accounts.iter().filter(|a| a.op.is_write()).count()
-        + usize::from(plan.inventory_before.is_some())
-        + usize::from(plan.inventory_after.is_some())
+fn pod(ns: &str, name: &str, secrets: &[&str]) -> PodState {
+    PodState {
+        namespace: ns.into(),
+        name: name.into(),
+        pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
-/// What the cluster looks like after every action of `plan` succeeded.
+fn inventory(names: &[&str]) -> Inventory {
+    Inventory {
+        names: names.iter().map(|s| s.to_string()).collect(),
+        resource_version: Some("1".into()),
+    }
+}
+
+fn no_pods() -> Pods {
+    Pods::Read(vec![])
+}
+
+fn writes(plan: &Plan) -> usize {
+    plan.writes().count()
+}
+
+fn find<'a>(p: &'a Plan, kind: Kind, ns: &str, name: &str) -> &'a Action {
+    p.actions
+        .iter()
+        .find(|a| a.kind == kind && a.namespace == ns && a.name == name)
+        .unwrap_or_else(|| panic!("no {kind:?} {ns}/{name} in {p:#?}"))
+}
+
+fn patched_list(a: &Action) -> &[String] {
+    match &a.op {
+        Op::PatchServiceAccount { list, .. } => list,
+        other => panic!("not a patch: {other:?}"),
+    }
+}
+
+fn deletes(p: &Plan) -> Vec<(String, String)> {
+    p.actions
+        .iter()
+        .filter(|a| matches!(a.op, Op::DeleteSecret { .. }))
+        .map(|a| (a.namespace.clone(), a.name.clone()))
+        .collect()
+}
+
+/// What the cluster looks like after every write of `plan` succeeded.
 fn simulate(observed: &Observed, plan: &Plan, creds: &[Credential]) -> Observed {
     let mut next = observed.clone();
-    for a in &plan.secrets {
+    for a in plan.writes() {
         let pos = next
             .secrets
             .iter()
             .position(|s| s.namespace == a.namespace && s.name == a.name);
         match &a.op {
-            SecretOp::Create { credential } | SecretOp::Update { credential, .. } => {
+            Op::CreateSecret { credential } | Op::UpdateSecret { credential, .. } => {
                 let c = &creds[*credential];
                 let mut s = secret(&a.namespace, &a.name, true, "");
                 s.data = Some(c.data.clone());
@@ -99,34 +128,32 @@ fn simulate(observed: &Observed, plan: &Plan, creds: &[Credential]) -> Observed 
                     None => next.secrets.push(s),
                 }
             }
-            SecretOp::Delete { .. } => {
+            Op::DeleteSecret { .. } => {
                 next.secrets.remove(pos.expect("deleting a Secret that was observed"));
             }
-            SecretOp::Unchanged | SecretOp::Conflict { .. } => {}
+            Op::PatchServiceAccount { list, recorded, .. } => {
+                let s = next
+                    .service_accounts
+                    .iter_mut()
+                    .find(|s| s.namespace == a.namespace && s.name == a.name)
+                    .unwrap();
+                s.pull_secrets = list.clone();
+                s.recorded = recorded.clone();
+            }
+            Op::EditInventory { add, remove, .. } => {
+                if let Some(names) = edit_inventory(&next.inventory.names, add, remove) {
+                    next.inventory.names = names;
+                }
+                next.inventory.resource_version = Some("9".into());
+            }
+            _ => unreachable!("not a write"),
         }
-    }
-    for a in &plan.service_accounts {
-        if let ServiceAccountOp::Patch { list, recorded, .. } = &a.op {
-            let s = next
-                .service_accounts
-                .iter_mut()
-                .find(|s| s.namespace == a.namespace && s.name == a.name)
-                .unwrap();
-            s.pull_secrets = list.clone();
-            s.recorded = recorded.clone();
-        }
-    }
-    if let Some(inv) = &plan.inventory_before {
-        next.inventory = inv.clone();
-    }
-    if let Some(inv) = &plan.inventory_after {
-        next.inventory = inv.clone();
     }
     next
 }
 
 #[test]
-fn fresh_namespace_gets_secret_and_entry() {
+fn fresh_namespace_gets_secret_and_entry_after_the_inventory() {
     let creds = [cred("regcred", "D1")];
     let observed = Observed {
         namespaces: vec![ns("a"), ns("kube-system")],
@@ -136,7 +163,7 @@ fn fresh_namespace_gets_secret_and_entry() {
         ],
         ..Observed::default()
     };
-    let p = plan(&config(&["default"], Adopt::Patcher, true), &creds, &observed);
+    let p = plan(&policy(&["default"], Adopt::Patcher, true), &creds, &observed);
     assert_eq!(
         p.namespaces,
         NamespaceCounts {
@@ -146,22 +173,24 @@ fn fresh_namespace_gets_secret_and_entry() {
             terminating: 0
         }
     );
-    assert_eq!(
-        p.secrets,
-        vec![SecretAction {
-            namespace: "a".into(),
-            name: "regcred".into(),
-            op: SecretOp::Create { credential: 0 }
-        }]
+    let record = p.actions.iter().position(|a| a.kind == Kind::ConfigMap).unwrap();
+    assert!(
+        matches!(&p.actions[record].op, Op::EditInventory { add, resource_version: None, .. } if add == &["regcred"])
     );
-    match &p.service_accounts[0].op {
-        ServiceAccountOp::Patch { list, recorded, .. } => {
-            assert_eq!(list, &["other", "regcred"]);
-            assert_eq!(recorded, &["regcred"]);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(p.inventory_before, Some(vec!["regcred".into()]));
+    let create = p
+        .actions
+        .iter()
+        .position(|a| a.kind == Kind::Secret && a.op == Op::CreateSecret { credential: 0 })
+        .unwrap();
+    assert_eq!(
+        p.actions[create].after,
+        vec![record],
+        "the name is recorded before it is written"
+    );
+    let patch = find(&p, Kind::ServiceAccount, "a", "default");
+    assert_eq!(patched_list(patch), &["other", "regcred"]);
+    assert_eq!(patch.after, vec![create], "the ServiceAccount waits for its Secret");
+    assert_eq!(writes(&p), 3);
 }
 
 #[test]
@@ -170,20 +199,23 @@ fn source_secret_is_never_overwritten_or_pruned() {
     let observed = Observed {
         namespaces: vec![ns("home")],
         secrets: vec![secret("home", "src", true, "OTHER")],
+        pods: no_pods(),
         ..Observed::default()
     };
-    let p = plan(&config(&[], Adopt::All, true), &creds, &observed);
-    assert!(p.secrets.is_empty(), "{p:?}");
+    let p = plan(&policy(&[], Adopt::All, true), &creds, &observed);
+    assert!(!p.actions.iter().any(|a| a.kind == Kind::Secret), "{p:?}");
     let p = plan(
-        &config(&[], Adopt::All, true),
+        &policy(&[], Adopt::All, true),
         &[cred("renamed", "D1")],
         &Observed {
-            inventory: vec!["src".into()],
+            inventory: inventory(&["src"]),
             ..observed
         },
     );
     assert!(
-        !p.secrets.iter().any(|a| a.namespace == "home" && a.name == "src"),
+        !p.actions
+            .iter()
+            .any(|a| a.namespace == "home" && a.name == "src" && a.kind == Kind::Secret),
         "{p:?}"
     );
 }
@@ -198,13 +230,13 @@ fn wrong_type_is_a_conflict_even_with_adopt_all() {
         ..Observed::default()
     };
     let p = plan(
-        &config(&["default"], Adopt::All, true),
+        &policy(&["default"], Adopt::All, true),
         &[cred("regcred", "D")],
         &observed,
     );
     assert!(matches!(
-        p.secrets[0].op,
-        SecretOp::Conflict {
+        find(&p, Kind::Secret, "a", "regcred").op,
+        Op::Conflict {
             reason: "WrongType",
             ..
         }
@@ -220,38 +252,48 @@ fn conflicting_target_is_not_added_to_service_accounts() {
         ..Observed::default()
     };
     let p = plan(
-        &config(&["default"], Adopt::None, true),
+        &policy(&["default"], Adopt::None, true),
         &[cred("regcred", "D")],
         &observed,
     );
-    assert_eq!(p.service_accounts[0].op, ServiceAccountOp::Unchanged);
+    assert_eq!(find(&p, Kind::ServiceAccount, "a", "default").op, Op::Unchanged);
 }
 
 #[test]
-fn rename_adds_new_and_removes_only_our_old_entry() {
+fn rename_moves_our_entry_then_deletes_the_old_copy_then_forgets_the_name() {
     let observed = Observed {
         namespaces: vec![ns("a")],
         secrets: vec![secret("a", "old", true, "D")],
         service_accounts: vec![sa("a", "default", &["x", "old", "y"], &["old"])],
-        inventory: vec!["old".into()],
+        inventory: inventory(&["old"]),
+        pods: no_pods(),
         ..Observed::default()
     };
     let p = plan(
-        &config(&["default"], Adopt::Patcher, true),
+        &policy(&["default"], Adopt::Patcher, true),
         &[cred("new", "D")],
         &observed,
     );
-    let ServiceAccountOp::Patch { list, .. } = &p.service_accounts[0].op else {
-        panic!("{p:?}")
-    };
-    assert_eq!(list, &["x", "y", "new"]);
-    assert!(
-        p.secrets
+    let pos = |kind, name: &str| {
+        p.actions
             .iter()
-            .any(|a| a.name == "old" && matches!(a.op, SecretOp::Delete { .. }))
+            .position(|a| a.kind == kind && a.name == name && a.op.is_write())
+            .unwrap()
+    };
+    let patch = &p.actions[pos(Kind::ServiceAccount, "default")];
+    assert_eq!(patched_list(patch), &["x", "y", "new"]);
+    assert_eq!(patch.after, vec![pos(Kind::Secret, "new")]);
+    let delete = &p.actions[pos(Kind::Secret, "old")];
+    assert!(matches!(delete.op, Op::DeleteSecret { .. }));
+    assert_eq!(
+        delete.after,
+        vec![pos(Kind::ServiceAccount, "default")],
+        "delete waits for the edit"
     );
-    assert_eq!(p.inventory_before, Some(vec!["new".into(), "old".into()]));
-    assert_eq!(p.inventory_after, Some(vec!["new".into()]));
+    let forget = p.actions.last().unwrap();
+    assert!(matches!(&forget.op, Op::EditInventory { remove, .. } if remove == &["old"]));
+    assert!(forget.after.contains(&pos(Kind::Secret, "old")));
+    assert!(forget.after.contains(&pos(Kind::ServiceAccount, "default")));
 }
 
 #[test]
@@ -260,20 +302,24 @@ fn prune_off_keeps_everything() {
         namespaces: vec![ns("a")],
         secrets: vec![secret("a", "old", true, "D")],
         service_accounts: vec![sa("a", "default", &["old"], &["old"])],
-        inventory: vec!["old".into()],
+        inventory: inventory(&["old"]),
         ..Observed::default()
     };
     let p = plan(
-        &config(&["default"], Adopt::Patcher, false),
+        &policy(&["default"], Adopt::Patcher, false),
         &[cred("new", "D")],
         &observed,
     );
-    assert!(!p.secrets.iter().any(|a| matches!(a.op, SecretOp::Delete { .. })));
-    let ServiceAccountOp::Patch { list, .. } = &p.service_accounts[0].op else {
-        panic!()
-    };
-    assert_eq!(list, &["old", "new"]);
-    assert_eq!(p.inventory_after, None);
+    assert!(deletes(&p).is_empty());
+    assert_eq!(
+        patched_list(find(&p, Kind::ServiceAccount, "a", "default")),
+        &["old", "new"]
+    );
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(&a.op, Op::EditInventory { remove, .. } if !remove.is_empty()))
+    );
 }
 
 #[test]
@@ -283,24 +329,197 @@ fn missing_service_account_is_reported_for_literal_names_only() {
         ..Observed::default()
     };
     let p = plan(
-        &config(&["default", "build-*"], Adopt::Patcher, true),
+        &policy(&["default", "build-*"], Adopt::Patcher, true),
         &[cred("r", "D")],
         &observed,
     );
-    assert_eq!(p.service_accounts.len(), 1);
-    assert_eq!(p.service_accounts[0].op, ServiceAccountOp::Missing);
+    let sas: Vec<&Action> = p.actions.iter().filter(|a| a.kind == Kind::ServiceAccount).collect();
+    assert_eq!(sas.len(), 1);
+    assert_eq!(sas[0].op, Op::Missing);
 }
 
 #[test]
-fn edit_keeps_duplicates_and_order_of_foreign_entries() {
-    let list: Vec<String> = ["x", "ours", "x", "y"].iter().map(|s| s.to_string()).collect();
-    let edit = Edit {
-        add: vec!["new".into()],
-        remove: vec!["ours".into(), "x".into()],
+fn a_retired_name_we_may_not_list_is_left_alone_and_remembered() {
+    let observed = Observed {
+        namespaces: vec![ns("a")],
+        service_accounts: vec![sa("a", "default", &["old"], &["old"])],
+        inventory: inventory(&["old"]),
+        unlistable: vec!["old".into()],
+        ..Observed::default()
     };
-    let (l, r) = edit.apply_to(&list, &["ours".into()]).unwrap();
-    assert_eq!(l, ["x", "x", "y", "new"]);
-    assert_eq!(r, ["new"]);
+    let p = plan(
+        &policy(&["default"], Adopt::Patcher, true),
+        &[cred("new", "D")],
+        &observed,
+    );
+    assert_eq!(
+        patched_list(find(&p, Kind::ServiceAccount, "a", "default")),
+        &["old", "new"],
+        "the entry of a name we cannot see is not removed"
+    );
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(&a.op, Op::EditInventory { remove, .. } if !remove.is_empty())),
+        "and the name is not forgotten"
+    );
+    assert_eq!(p.findings[0].reason, "RetiredNameNotListable");
+}
+
+// ---- prune safety ---------------------------------------------------------------------------
+
+/// `n` namespaces that each hold our copy and our recorded entry.
+fn converged(n: usize) -> Observed {
+    let names: Vec<String> = (0..n).map(|i| format!("team-{i}")).collect();
+    Observed {
+        namespaces: names.iter().map(|n| ns(n)).collect(),
+        secrets: names.iter().map(|n| secret(n, "regcred", true, "D")).collect(),
+        service_accounts: names
+            .iter()
+            .map(|n| sa(n, "default", &["regcred"], &["regcred"]))
+            .collect(),
+        inventory: inventory(&["regcred"]),
+        pods: no_pods(),
+        ..Observed::default()
+    }
+}
+
+fn refused(p: &Plan) -> usize {
+    p.actions.iter().filter(|a| matches!(a.op, Op::Refused { .. })).count()
+}
+
+#[test]
+fn an_empty_selection_prunes_nothing_and_is_an_error() {
+    let mut pol = policy(&["default"], Adopt::Patcher, true);
+    pol.namespace_selector = Some("tier=aps".into());
+    let mut observed = converged(3);
+    // The API server evaluated the selector: no namespace came back.
+    observed.namespaces.clear();
+    let p = plan(&pol, &[cred("regcred", "D")], &observed);
+    assert_eq!(writes(&p), 0, "{p:#?}");
+    let f = &p.findings[0];
+    assert_eq!((f.reason, f.severity), ("EmptySelection", Severity::Error));
+    assert!(f.message.contains("tier=aps"), "{}", f.message);
+    assert_eq!(refused(&p), 6, "3 copies and 3 entries refused");
+}
+
+#[test]
+fn deselecting_more_namespaces_than_the_limit_refuses_every_deselection() {
+    let mut pol = policy(&["default"], Adopt::Patcher, true);
+    pol.include = vec![Glob::new("team-1").unwrap()];
+    pol.prune_limit = 10;
+    let observed = converged(12);
+    let p = plan(&pol, &[cred("regcred", "D")], &observed);
+    assert_eq!(writes(&p), 0, "{p:#?}");
+    let f = p.findings.iter().find(|f| f.reason == "PruneLimitExceeded").unwrap();
+    assert!(f.message.contains("11 namespaces"), "{}", f.message);
+    assert!(f.message.contains("PULLSECRET_PRUNE_LIMIT=11"), "{}", f.message);
+    // Raised: proceeds. No limit: proceeds.
+    for limit in [11, 0] {
+        pol.prune_limit = limit;
+        let p = plan(&pol, &[cred("regcred", "D")], &observed);
+        assert_eq!(deletes(&p).len(), 11);
+        assert!(p.findings.is_empty());
+    }
+}
+
+#[test]
+fn one_excluded_namespace_still_prunes_at_the_default_limit() {
+    let mut pol = policy(&["default"], Adopt::Patcher, true);
+    pol.exclude.push(Glob::new("team-3").unwrap());
+    let p = plan(&pol, &[cred("regcred", "D")], &converged(12));
+    assert_eq!(deletes(&p), vec![("team-3".into(), "regcred".into())]);
+    assert!(p.findings.is_empty());
+}
+
+#[test]
+fn a_rename_keeps_copies_still_named_by_a_pod_or_an_unmanaged_service_account() {
+    let mut observed = converged(3);
+    observed
+        .service_accounts
+        .push(sa("team-1", "builder", &["regcred"], &[]));
+    observed.pods = Pods::Read(vec![pod("team-2", "web-1", &["regcred"])]);
+    let p = plan(
+        &policy(&["default"], Adopt::Patcher, true),
+        &[cred("regcred-v2", "D")],
+        &observed,
+    );
+    assert_eq!(deletes(&p), vec![("team-0".into(), "regcred".into())]);
+    let kept = |ns| match &find(&p, Kind::Secret, ns, "regcred").op {
+        Op::Kept { reason, message } => (*reason, message.clone()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(kept("team-1").0, "StillReferenced");
+    assert!(
+        kept("team-1").1.contains("ServiceAccount builder"),
+        "{}",
+        kept("team-1").1
+    );
+    assert!(kept("team-2").1.contains("Pod web-1"), "{}", kept("team-2").1);
+    // The name stays remembered until a later run deletes the last copy.
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(&a.op, Op::EditInventory { remove, .. } if !remove.is_empty()))
+    );
+    // Every default ServiceAccount moves to the new name.
+    for n in ["team-0", "team-1", "team-2"] {
+        assert_eq!(
+            patched_list(find(&p, Kind::ServiceAccount, n, "default")),
+            &["regcred-v2"]
+        );
+    }
+}
+
+#[test]
+fn a_delete_waits_for_pods_to_be_read_and_refuses_when_they_cannot_be() {
+    let mut observed = converged(2);
+    observed.pods = Pods::NotRead;
+    let p = plan(
+        &policy(&["default"], Adopt::Patcher, true),
+        &[cred("v2", "D")],
+        &observed,
+    );
+    assert!(p.needs_pods && deletes(&p).is_empty());
+    observed.pods = Pods::Unreadable("pods is forbidden".into());
+    let p = plan(
+        &policy(&["default"], Adopt::Patcher, true),
+        &[cred("v2", "D")],
+        &observed,
+    );
+    assert!(deletes(&p).is_empty() && !p.needs_pods);
+    let f = p.findings.iter().find(|f| f.reason == "PodsNotListable").unwrap();
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.message.contains("pods is forbidden"));
+}
+
+#[test]
+fn an_entry_naming_our_adopted_secret_is_ours_and_moves_on_rename() {
+    let mut s = secret("a", "patcher-secret", false, "D");
+    s.patcher = true;
+    let observed = Observed {
+        namespaces: vec![ns("a")],
+        secrets: vec![s],
+        service_accounts: vec![sa("a", "default", &["x", "patcher-secret"], &[])],
+        pods: no_pods(),
+        ..Observed::default()
+    };
+    let creds = [cred("patcher-secret", "D")];
+    let pol = policy(&["default"], Adopt::Patcher, true);
+    let p = plan(&pol, &creds, &observed);
+    assert!(matches!(
+        find(&p, Kind::Secret, "a", "patcher-secret").op,
+        Op::UpdateSecret { adopt: true, .. }
+    ));
+    let after = simulate(&observed, &p, &creds);
+    assert_eq!(after.service_accounts[0].recorded, vec!["patcher-secret"], "claimed");
+    // A later rename moves the entry and then deletes the old copy.
+    let p = plan(&pol, &[cred("regcred", "D")], &after);
+    assert_eq!(
+        patched_list(find(&p, Kind::ServiceAccount, "a", "default")),
+        &["x", "regcred"]
+    );
+    assert_eq!(deletes(&p), vec![("a".into(), "patcher-secret".into())]);
 }
 
 // ---- property tests ------------------------------------------------------------------------
@@ -309,7 +528,7 @@ const NAMESPACES: [&str; 5] = ["a", "b", "c", "home", "kube-system"];
 const NAMES: [&str; 4] = ["t1", "t2", "old", "src"];
 const ENTRIES: [&str; 6] = ["t1", "t2", "old", "src", "other", "x"];
 
-fn arb_world() -> impl Strategy<Value = (Config, Vec<Credential>, Observed)> {
+fn arb_world() -> impl Strategy<Value = (Policy, Vec<Credential>, Observed)> {
     let namespaces = proptest::collection::vec((any::<bool>(), 0u8..6), NAMESPACES.len());
     let secrets = proptest::collection::vec((0u8..6, any::<bool>(), 0u8..3), NAMESPACES.len() * NAMES.len());
     let sas = proptest::collection::vec(
@@ -321,17 +540,21 @@ fn arb_world() -> impl Strategy<Value = (Config, Vec<Credential>, Observed)> {
         ),
         NAMESPACES.len() * 2,
     );
+    let pods = proptest::collection::vec((0..NAMESPACES.len(), 0..ENTRIES.len()), 0..4);
     let settings = (
-        0u8..3,
-        0u8..3,
-        0u8..3,
-        any::<bool>(),
-        0u8..4,
+        (0u8..3, 0u8..3, 0u8..3, any::<bool>(), 0u8..4),
         proptest::collection::vec(0usize..2, 0..3),
         any::<bool>(),
+        (0u8..4, 0u8..3, 0u8..8),
     );
-    (namespaces, secrets, sas, settings).prop_map(
-        |(nss, secrets, sas, (targets, sa_mode, adopt, prune, rotate, inv, hidden))| {
+    (namespaces, secrets, sas, pods, settings).prop_map(
+        |(
+            nss,
+            secrets,
+            sas,
+            pods,
+            ((targets, sa_mode, adopt, prune, rotate), inv, hidden, (include, limit, pod_mode)),
+        )| {
             let mut observed = Observed::default();
             for (i, (present, flags)) in nss.iter().enumerate() {
                 if *present || NAMESPACES[i] == "home" {
@@ -370,14 +593,27 @@ fn arb_world() -> impl Strategy<Value = (Config, Vec<Credential>, Observed)> {
                 }
                 observed.service_accounts.push(s);
             }
-            observed.inventory = inv.iter().map(|i| ["old", "t2"][*i].to_string()).collect();
-            observed.inventory.sort();
-            observed.inventory.dedup();
+            let mut names: Vec<String> = inv.iter().map(|i| ["old", "t2"][*i].to_string()).collect();
+            names.sort();
+            names.dedup();
+            observed.inventory = Inventory {
+                names,
+                resource_version: Some("1".into()),
+            };
             // Sometimes RBAC no longer lets us list the retired name "old".
-            if hidden && observed.inventory.contains(&"old".to_string()) {
+            if hidden && observed.inventory.names.contains(&"old".to_string()) {
                 observed.unlistable = vec!["old".into()];
                 observed.secrets.retain(|s| s.name != "old");
             }
+            let pods: Vec<PodState> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, (n, e))| pod(NAMESPACES[*n], &format!("p{i}"), &[ENTRIES[*e]]))
+                .collect();
+            observed.pods = match pod_mode {
+                0 => Pods::Unreadable("forbidden".into()),
+                _ => Pods::Read(pods),
+            };
             let data = ["D1", "D2", "D3", "D1"][rotate as usize];
             let creds = match targets {
                 0 => vec![cred("t1", data)],
@@ -389,25 +625,63 @@ fn arb_world() -> impl Strategy<Value = (Config, Vec<Credential>, Observed)> {
                 1 => &["*"],
                 _ => &[],
             };
-            let adopt = [Adopt::Patcher, Adopt::All, Adopt::None][adopt as usize];
-            (config(sa_globs, adopt, prune), creds, observed)
+            let mut pol = policy(
+                sa_globs,
+                [Adopt::Patcher, Adopt::All, Adopt::None][adopt as usize],
+                prune,
+            );
+            pol.include = match include {
+                0 => vec![Glob::new("*").unwrap()],
+                1 => vec![Glob::new("a").unwrap()],
+                2 => vec![Glob::new("nothing").unwrap()],
+                _ => vec![
+                    Glob::new("a").unwrap(),
+                    Glob::new("b").unwrap(),
+                    Glob::new("home").unwrap(),
+                ],
+            };
+            pol.prune_limit = [0, 1, 10][limit as usize];
+            (pol, creds, observed)
         },
     )
+}
+
+/// Namespaces in which `p` deletes a Secret or removes an entry while they are not selected.
+fn deselected(pol: &Policy, observed: &Observed, p: &Plan) -> BTreeSet<String> {
+    let selected = |n: &str| {
+        observed.namespaces.iter().any(|s| {
+            s.name == n
+                && !s.terminating
+                && !s.opted_out
+                && any_matches(&pol.include, n)
+                && !any_matches(&pol.exclude, n)
+        })
+    };
+    p.actions
+        .iter()
+        .filter(|a| match &a.op {
+            Op::DeleteSecret { .. } => true,
+            Op::PatchServiceAccount { edit, .. } => !edit.remove.is_empty(),
+            _ => false,
+        })
+        .filter(|a| !selected(&a.namespace))
+        .map(|a| a.namespace.clone())
+        .collect()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn planning_after_an_applied_plan_yields_nothing((config, creds, observed) in arb_world()) {
-        let first = plan(&config, &creds, &observed);
+    fn planning_after_an_applied_plan_yields_nothing((pol, creds, observed) in arb_world()) {
+        let first = plan(&pol, &creds, &observed);
         let after = simulate(&observed, &first, &creds);
-        let second = plan(&config, &creds, &after);
-        prop_assert_eq!(writes(&second), 0, "second plan: {:?}", second);
+        let second = plan(&pol, &creds, &after);
+        prop_assert_eq!(writes(&second), 0, "second plan: {:#?}", second);
     }
 
     #[test]
-    fn input_order_does_not_change_the_plan((config, creds, observed) in arb_world(), seed in any::<u64>()) {
+    fn input_order_does_not_change_the_plan((pol, creds, observed) in arb_world(), seed in any::<u64>()) {
         let mut shuffled = observed.clone();
         let rot = |len: usize| if len == 0 { 0 } else { (seed as usize) % len };
         let r = rot(shuffled.namespaces.len());
@@ -418,44 +692,49 @@ proptest! {
         let r = rot(shuffled.service_accounts.len());
         shuffled.service_accounts.rotate_left(r);
         shuffled.service_accounts.reverse();
-        prop_assert_eq!(plan(&config, &creds, &observed), plan(&config, &creds, &shuffled));
+        if let Pods::Read(p) = &mut shuffled.pods {
+            p.reverse();
+        }
+        prop_assert_eq!(plan(&pol, &creds, &observed), plan(&pol, &creds, &shuffled));
     }
 
     #[test]
-    fn what_we_do_not_own_is_never_touched((config, creds, observed) in arb_world()) {
-        let p = plan(&config, &creds, &observed);
-        for a in &p.secrets {
+    fn what_we_do_not_own_is_never_touched((pol, creds, observed) in arb_world()) {
+        let p = plan(&pol, &creds, &observed);
+        for a in p.actions.iter().filter(|a| a.kind == Kind::Secret) {
             let found = observed.secrets.iter().find(|s| s.namespace == a.namespace && s.name == a.name);
             let is_source = creds.iter().any(|c| c.source_secret == Some((a.namespace.clone(), a.name.clone())));
             match &a.op {
-                SecretOp::Delete { .. } => {
+                Op::DeleteSecret { .. } => {
                     prop_assert!(found.is_some_and(|s| s.ours), "delete of a Secret not ours: {:?}", a);
                     prop_assert!(!is_source);
                 }
-                SecretOp::Update { adopt, .. } => {
+                Op::UpdateSecret { adopt, .. } => {
                     let s = found.unwrap();
                     prop_assert!(!is_source);
                     prop_assert_eq!(&s.type_, DOCKER);
                     if *adopt {
                         prop_assert!(!s.ours);
-                        prop_assert!(config.adopt == Adopt::All || (config.adopt == Adopt::Patcher && s.patcher));
+                        prop_assert!(pol.adopt == Adopt::All || (pol.adopt == Adopt::Patcher && s.patcher));
                     } else {
                         prop_assert!(s.ours);
                     }
                 }
-                SecretOp::Create { .. } => prop_assert!(found.is_none() && !is_source),
+                Op::CreateSecret { .. } => prop_assert!(found.is_none() && !is_source),
                 _ => {}
             }
         }
     }
 
     #[test]
-    fn foreign_entries_are_always_kept_in_order((config, creds, observed) in arb_world()) {
-        let p = plan(&config, &creds, &observed);
-        for a in &p.service_accounts {
-            let ServiceAccountOp::Patch { list, .. } = &a.op else { continue };
+    fn foreign_entries_are_always_kept_in_order((pol, creds, observed) in arb_world()) {
+        let p = plan(&pol, &creds, &observed);
+        let managed: Vec<String> = managed_names(&creds.iter().map(|c| c.target.clone()).collect::<Vec<_>>(), &observed.inventory.names);
+        for a in &p.actions {
+            let Op::PatchServiceAccount { list, .. } = &a.op else { continue };
             let before = observed.service_accounts.iter().find(|s| s.namespace == a.namespace && s.name == a.name).unwrap();
-            let foreign: Vec<&String> = before.pull_secrets.iter().filter(|n| !before.recorded.contains(n)).collect();
+            // Entries neither recorded by us nor naming a Secret we manage are someone else's.
+            let foreign: Vec<&String> = before.pull_secrets.iter().filter(|n| !before.recorded.contains(n) && !managed.contains(n)).collect();
             let kept: Vec<&String> = list.iter().filter(|n| foreign.contains(n)).collect();
             // Every foreign entry survives, duplicates included, in its original order.
             let mut it = kept.iter();
@@ -466,41 +745,57 @@ proptest! {
     }
 
     #[test]
-    fn nothing_is_written_in_terminating_namespaces((config, creds, observed) in arb_world()) {
-        let p = plan(&config, &creds, &observed);
+    fn nothing_is_written_in_terminating_namespaces((pol, creds, observed) in arb_world()) {
+        let p = plan(&pol, &creds, &observed);
         let terminating: Vec<&str> = observed.namespaces.iter().filter(|n| n.terminating).map(|n| n.name.as_str()).collect();
-        for a in &p.secrets {
-            prop_assert!(!(a.op.is_write() && terminating.contains(&a.namespace.as_str())));
-        }
-        for a in &p.service_accounts {
-            let patch = a.op.is_write();
-            prop_assert!(!(patch && terminating.contains(&a.namespace.as_str())), "{:?}", a);
+        for a in p.writes() {
+            prop_assert!(!terminating.contains(&a.namespace.as_str()), "{:?}", a);
         }
     }
-}
 
-#[test]
-fn a_retired_name_we_may_not_list_is_left_alone_and_remembered() {
-    let observed = Observed {
-        namespaces: vec![ns("a")],
-        service_accounts: vec![sa("a", "default", &["old"], &["old"])],
-        inventory: vec!["old".into()],
-        unlistable: vec!["old".into()],
-        ..Observed::default()
-    };
-    let p = plan(
-        &config(&["default"], Adopt::Patcher, true),
-        &[cred("new", "D")],
-        &observed,
-    );
-    let ServiceAccountOp::Patch { list, .. } = &p.service_accounts[0].op else {
-        panic!("{p:?}")
-    };
-    assert_eq!(
-        list,
-        &["old", "new"],
-        "the entry of a name we cannot see is not removed"
-    );
-    assert_eq!(p.inventory_after, None, "and the name is not forgotten");
-    assert_eq!(p.warnings[0].reason, "RetiredNameNotListable");
+    #[test]
+    fn no_service_account_names_a_secret_the_plan_deletes((pol, creds, observed) in arb_world()) {
+        let p = plan(&pol, &creds, &observed);
+        let after = simulate(&observed, &p, &creds);
+        for (n, name) in deletes(&p) {
+            for s in after.service_accounts.iter().filter(|s| s.namespace == n) {
+                prop_assert!(!s.pull_secrets.contains(&name), "{}/{} still lists deleted {}", n, s.name, name);
+            }
+            // And the delete waits for every edit that stops naming it.
+            let d = p.actions.iter().find(|a| a.namespace == n && a.name == name && matches!(a.op, Op::DeleteSecret { .. })).unwrap();
+            for a in &p.actions {
+                if let Op::PatchServiceAccount { edit, .. } = &a.op && a.namespace == n && edit.remove.contains(&name) {
+                    let i = p.actions.iter().position(|x| x == a).unwrap();
+                    prop_assert!(d.after.contains(&i));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_secret_an_unfinished_pod_names_is_never_deleted((pol, creds, observed) in arb_world()) {
+        let p = plan(&pol, &creds, &observed);
+        let dels = deletes(&p);
+        match &observed.pods {
+            Pods::Read(pods) => for pod in pods {
+                for name in &pod.pull_secrets {
+                    prop_assert!(!dels.contains(&(pod.namespace.clone(), name.clone())));
+                }
+            },
+            _ => prop_assert!(dels.is_empty(), "deleted without reading Pods"),
+        }
+    }
+
+    #[test]
+    fn never_deselects_more_than_the_limit_nor_on_an_empty_selection((pol, creds, observed) in arb_world()) {
+        let p = plan(&pol, &creds, &observed);
+        let d = deselected(&pol, &observed, &p);
+        if pol.prune_limit > 0 {
+            prop_assert!(d.len() <= pol.prune_limit, "{:?}", d);
+        }
+        if p.namespaces.selected == 0 {
+            prop_assert!(d.is_empty());
+            prop_assert!(p.findings.iter().any(|f| f.reason == "EmptySelection"));
+        }
+    }
 }

@@ -1,15 +1,23 @@
 //! Stage 6, report (pure): Plan + Outcomes -> [`Summary`], rendered as text or JSON, and the exit code.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::apply::{Failure, Outcomes};
-use crate::plan::{Plan, SecretOp, ServiceAccountOp};
+pub use crate::model::ApiRequests;
+use crate::model::{DryRun, Failure, Kind, Op, Outcome, Plan, Severity, Status};
+
+/// Lines of planned actions the text summary of a dry run shows before "… and N more".
+const TEXT_ACTION_LINES: usize = 30;
+/// Namespaces named on one such line before "… and N more".
+const TEXT_NAMESPACES_PER_LINE: usize = 8;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub dry_run: bool,
+    /// `off`, `client` (nothing sent) or `server` (every write sent with dryRun=All).
+    pub dry_run_mode: &'static str,
     /// True when every selected namespace holds the desired state (exit code 0).
     pub converged: bool,
     pub namespaces: Namespaces,
@@ -18,6 +26,8 @@ pub struct Summary {
     pub api_requests: ApiRequests,
     pub duration_ms: u64,
     pub problems: Vec<Problem>,
+    /// One entry per write, and per kept or refused delete; in a dry run, what would happen.
+    pub actions: Vec<ActionReport>,
     /// Set when the run stopped before writing anything (exit code 2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -39,6 +49,10 @@ pub struct Secrets {
     pub adopted: usize,
     pub unchanged: usize,
     pub deleted: usize,
+    /// No longer wanted, but still named by a ServiceAccount or an unfinished Pod.
+    pub kept: usize,
+    /// Not deleted because a prune guard refused it this run.
+    pub refused: usize,
     pub conflicts: usize,
     pub failed: usize,
 }
@@ -53,14 +67,6 @@ pub struct ServiceAccounts {
     pub retried: usize,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ApiRequests {
-    pub reads: u64,
-    pub writes: u64,
-    /// The most write requests that were ever in flight at once (bounded by PULLSECRET_CONCURRENCY).
-    pub max_writes_in_flight: u64,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub namespace: String,
@@ -72,12 +78,32 @@ pub struct Problem {
     pub severity: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionReport {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// create, update, adopt, delete, patch, kept, refused.
+    pub action: &'static str,
+    /// planned (dry run), done, failed, skipped, gone.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 impl Summary {
-    /// Builds the summary of a run that got as far as a plan. In a dry run `outcomes` is empty
-    /// and every planned action counts as what would happen.
-    pub fn from_run(plan: &Plan, outcomes: &Outcomes, dry_run: bool) -> Summary {
+    /// Builds the summary of a run that got as far as a plan. In a client-side dry run every
+    /// outcome is `NotSent` and every planned action counts as what would happen.
+    pub fn from_run(plan: &Plan, outcomes: &[Outcome], dry_run: DryRun) -> Summary {
         let mut s = Summary {
-            dry_run,
+            dry_run: dry_run != DryRun::Off,
+            dry_run_mode: dry_run.as_str(),
             ..Summary::default()
         };
         let n = plan.namespaces;
@@ -87,59 +113,71 @@ impl Summary {
             excluded: n.excluded,
             terminating: n.terminating,
         };
-        for (i, a) in plan.secrets.iter().enumerate() {
-            if let SecretOp::Conflict { reason, message } = &a.op {
-                s.secrets.conflicts += 1;
-                s.problems
-                    .push(problem(&a.namespace, "Secret", &a.name, reason, message, "error"));
-                continue;
-            }
-            if let Some(Some(f)) = outcomes.secrets.get(i) {
-                s.secrets.failed += 1;
-                s.problems.push(failure(&a.namespace, "Secret", &a.name, f));
-                continue;
-            }
-            match &a.op {
-                SecretOp::Create { .. } => s.secrets.created += 1,
-                SecretOp::Update { adopt, .. } => {
-                    s.secrets.updated += 1;
-                    s.secrets.adopted += usize::from(*adopt);
-                }
-                SecretOp::Unchanged => s.secrets.unchanged += 1,
-                SecretOp::Delete { .. } => s.secrets.deleted += 1,
-                SecretOp::Conflict { .. } => {}
-            }
+        for o in outcomes {
+            s.count(o);
         }
-        for (i, a) in plan.service_accounts.iter().enumerate() {
-            if let Some(Some(f)) = outcomes.service_accounts.get(i) {
-                s.service_accounts.failed += 1;
-                s.problems.push(failure(&a.namespace, "ServiceAccount", &a.name, f));
-                continue;
-            }
-            match a.op {
-                ServiceAccountOp::Patch { .. } => s.service_accounts.patched += 1,
-                ServiceAccountOp::Unchanged => s.service_accounts.unchanged += 1,
-                ServiceAccountOp::Missing => s.service_accounts.missing += 1,
-            }
-        }
-        s.service_accounts.retried = outcomes.retries;
-        if let Some(f) = &outcomes.inventory {
-            s.problems.push(failure("", "ConfigMap", crate::INVENTORY_NAME, f));
-        }
-        for w in &plan.warnings {
+        for f in &plan.findings {
             s.problems
-                .push(problem(&w.namespace, w.kind, &w.name, w.reason, &w.message, "warning"));
+                .push(problem(&f.namespace, f.kind, &f.name, f.reason, &f.message, f.severity));
         }
-        s.converged = !s.problems.iter().any(|p| p.severity == "error");
+        s.converged = !s.problems.iter().any(|p| p.severity == Severity::Error.as_str());
         s
     }
 
+    fn count(&mut self, o: &Outcome) {
+        let a = &o.action;
+        let kind = a.kind.as_str();
+        if let Op::Conflict { reason, message } = &a.op {
+            self.secrets.conflicts += 1;
+            self.problems
+                .push(problem(&a.namespace, kind, &a.name, reason, message, Severity::Error));
+            return;
+        }
+        if let Some(f) = o.status.failure() {
+            match a.kind {
+                Kind::Secret => self.secrets.failed += 1,
+                Kind::ServiceAccount => self.service_accounts.failed += 1,
+                Kind::ConfigMap => {}
+            }
+            self.problems.push(failure(&a.namespace, kind, &a.name, f));
+        } else if o.status == Status::Gone {
+            self.service_accounts.missing += 1;
+        } else {
+            match &a.op {
+                Op::CreateSecret { .. } => self.secrets.created += 1,
+                Op::UpdateSecret { adopt, .. } => {
+                    self.secrets.updated += 1;
+                    self.secrets.adopted += usize::from(*adopt);
+                }
+                Op::DeleteSecret { .. } => self.secrets.deleted += 1,
+                Op::Unchanged if a.kind == Kind::Secret => self.secrets.unchanged += 1,
+                Op::Unchanged => self.service_accounts.unchanged += 1,
+                Op::PatchServiceAccount { .. } => self.service_accounts.patched += 1,
+                Op::Missing => self.service_accounts.missing += 1,
+                Op::Kept { reason, message } => {
+                    self.secrets.kept += 1;
+                    self.problems
+                        .push(problem(&a.namespace, kind, &a.name, reason, message, Severity::Warning));
+                }
+                Op::Refused { .. } if a.kind == Kind::Secret => self.secrets.refused += 1,
+                _ => {}
+            }
+        }
+        if let Status::Done { retries } = o.status {
+            self.service_accounts.retried += retries * usize::from(a.kind == Kind::ServiceAccount);
+        }
+        if let Some(r) = action_report(o, self.dry_run_mode == DryRun::Client.as_str()) {
+            self.actions.push(r);
+        }
+    }
+
     /// The summary of a run that stopped before writing anything.
-    pub fn aborted(dry_run: bool, error: &anyhow::Error) -> Summary {
+    pub fn aborted(dry_run: DryRun, error: &anyhow::Error) -> Summary {
         let message = format!("{error:#}");
         Summary {
-            dry_run,
-            problems: vec![problem("", "Run", "", "NothingWritten", &message, "error")],
+            dry_run: dry_run != DryRun::Off,
+            dry_run_mode: dry_run.as_str(),
+            problems: vec![problem("", "Run", "", "NothingWritten", &message, Severity::Error)],
             error: Some(message),
             ..Summary::default()
         }
@@ -166,10 +204,10 @@ impl Summary {
             1 => "NOT converged",
             _ => "stopped, nothing written",
         };
-        let dry = if self.dry_run {
-            " (dry run: counts are what would happen)"
-        } else {
-            ""
+        let dry = match self.dry_run_mode {
+            "client" => " (dry run: nothing sent; counts are what would happen)",
+            "server" => " (server-side dry run: writes checked by the API server, nothing persisted)",
+            _ => "",
         };
         let _ = writeln!(t, "pullsecret-reconciler: {state}{dry} in {} ms", self.duration_ms);
         let n = &self.namespaces;
@@ -181,8 +219,9 @@ impl Summary {
         let c = &self.secrets;
         let _ = writeln!(
             t,
-            "  secrets:          {} created, {} updated ({} adopted), {} unchanged, {} deleted, {} conflicts, {} failed",
-            c.created, c.updated, c.adopted, c.unchanged, c.deleted, c.conflicts, c.failed
+            "  secrets:          {} created, {} updated ({} adopted), {} unchanged, {} deleted, {} kept, {} refused, \
+             {} conflicts, {} failed",
+            c.created, c.updated, c.adopted, c.unchanged, c.deleted, c.kept, c.refused, c.conflicts, c.failed
         );
         let a = &self.service_accounts;
         let _ = writeln!(
@@ -195,6 +234,10 @@ impl Summary {
             "  api requests:     {} reads, {} writes",
             self.api_requests.reads, self.api_requests.writes
         );
+        if self.dry_run && !self.actions.is_empty() {
+            let _ = writeln!(t, "  actions:");
+            t.push_str(&self.actions_text());
+        }
         if !self.problems.is_empty() {
             let _ = writeln!(t, "  problems:");
             for p in &self.problems {
@@ -208,166 +251,123 @@ impl Summary {
         }
         t
     }
+
+    /// The actions grouped by what is done to which name, one line a group, capped.
+    fn actions_text(&self) -> String {
+        let mut groups: BTreeMap<(&str, &str, String, String), Vec<&str>> = BTreeMap::new();
+        for a in &self.actions {
+            let mut what = a.name.clone();
+            if !a.added.is_empty() {
+                what.push_str(&format!(" +[{}]", a.added.join(",")));
+            }
+            if !a.removed.is_empty() {
+                what.push_str(&format!(" -[{}]", a.removed.join(",")));
+            }
+            let why = a.reason.clone().unwrap_or_default();
+            groups
+                .entry((a.action, a.kind, what, why))
+                .or_default()
+                .push(&a.namespace);
+        }
+        let mut t = String::new();
+        for (i, ((action, kind, what, why), namespaces)) in groups.iter().enumerate() {
+            if i == TEXT_ACTION_LINES {
+                let _ = writeln!(
+                    t,
+                    "    … and {} more lines (PULLSECRET_OUTPUT=json lists every action)",
+                    groups.len() - i
+                );
+                break;
+            }
+            let shown: Vec<&str> = namespaces.iter().take(TEXT_NAMESPACES_PER_LINE).copied().collect();
+            let more = namespaces.len().saturating_sub(TEXT_NAMESPACES_PER_LINE);
+            let more = if more > 0 {
+                format!(" … and {more} more")
+            } else {
+                String::new()
+            };
+            let why = if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({why})")
+            };
+            let place = if shown.iter().all(|n| n.is_empty()) {
+                String::new()
+            } else {
+                format!(" in {} namespace(s): {}{more}", namespaces.len(), shown.join(", "))
+            };
+            let _ = writeln!(t, "    {action} {kind} {what}{why}{place}");
+        }
+        t
+    }
 }
 
-fn problem(namespace: &str, kind: &str, name: &str, reason: &str, message: &str, severity: &'static str) -> Problem {
+fn action_report(o: &Outcome, nothing_sent: bool) -> Option<ActionReport> {
+    let a = &o.action;
+    let (action, added, removed) = match &a.op {
+        Op::CreateSecret { .. } => ("create", vec![], vec![]),
+        Op::UpdateSecret { adopt: true, .. } => ("adopt", vec![], vec![]),
+        Op::UpdateSecret { .. } => ("update", vec![], vec![]),
+        Op::DeleteSecret { .. } => ("delete", vec![], vec![]),
+        Op::PatchServiceAccount { edit, .. } => ("patch", edit.add.clone(), edit.remove.clone()),
+        Op::EditInventory {
+            resource_version: None,
+            add,
+            remove,
+            ..
+        } => ("create", add.clone(), remove.clone()),
+        Op::EditInventory { add, remove, .. } => ("update", add.clone(), remove.clone()),
+        Op::Kept { .. } => ("kept", vec![], vec![]),
+        Op::Refused { names, .. } => ("refused", vec![], names.clone()),
+        Op::Unchanged | Op::Missing | Op::Conflict { .. } => return None,
+    };
+    let (status, failure) = match &o.status {
+        Status::NotSent => ("planned", None),
+        Status::Done { .. } => ("done", None),
+        Status::Gone => ("gone", None),
+        Status::Failed(f) => ("failed", Some(f)),
+        Status::Skipped(f) => ("skipped", Some(f)),
+    };
+    let (reason, message) = match (&a.op, failure) {
+        (Op::Kept { reason, message } | Op::Refused { reason, message, .. }, _) => {
+            (Some(reason.to_string()), Some(message.clone()))
+        }
+        (_, Some(f)) => (Some(f.reason.clone()), Some(f.message.clone())),
+        _ => (None, None),
+    };
+    Some(ActionReport {
+        kind: a.kind.as_str(),
+        namespace: a.namespace.clone(),
+        name: a.name.clone(),
+        action,
+        // A decision that needs no write (kept, refused) is as done as the run is.
+        status: if a.op.is_write() || nothing_sent {
+            status
+        } else {
+            "done"
+        },
+        added,
+        removed,
+        reason,
+        message,
+    })
+}
+
+fn problem(namespace: &str, kind: &str, name: &str, reason: &str, message: &str, severity: Severity) -> Problem {
     Problem {
         namespace: namespace.to_owned(),
         kind: kind.to_owned(),
         name: name.to_owned(),
         reason: reason.to_owned(),
         message: message.to_owned(),
-        severity,
+        severity: severity.as_str(),
     }
 }
 
 fn failure(namespace: &str, kind: &str, name: &str, f: &Failure) -> Problem {
-    problem(namespace, kind, name, &f.reason, &f.message, "error")
+    problem(namespace, kind, name, &f.reason, &f.message, Severity::Error)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::{Edit, NamespaceCounts, SecretAction, ServiceAccountAction, Warning};
-
-    fn sample() -> Plan {
-        let s = |ns: &str, op| SecretAction {
-            namespace: ns.into(),
-            name: "regcred".into(),
-            op,
-        };
-        Plan {
-            namespaces: NamespaceCounts {
-                seen: 5,
-                selected: 3,
-                excluded: 1,
-                terminating: 1,
-            },
-            secrets: vec![
-                s("a", SecretOp::Create { credential: 0 }),
-                s(
-                    "b",
-                    SecretOp::Update {
-                        credential: 0,
-                        resource_version: "1".into(),
-                        adopt: true,
-                    },
-                ),
-                s(
-                    "c",
-                    SecretOp::Conflict {
-                        reason: "NotOwned",
-                        message: "left alone".into(),
-                    },
-                ),
-                s(
-                    "d",
-                    SecretOp::Delete {
-                        resource_version: "2".into(),
-                        uid: "u".into(),
-                    },
-                ),
-            ],
-            service_accounts: vec![
-                ServiceAccountAction {
-                    namespace: "a".into(),
-                    name: "default".into(),
-                    op: ServiceAccountOp::Patch {
-                        resource_version: "3".into(),
-                        edit: Edit::default(),
-                        list: vec![],
-                        recorded: vec![],
-                    },
-                },
-                ServiceAccountAction {
-                    namespace: "b".into(),
-                    name: "default".into(),
-                    op: ServiceAccountOp::Missing,
-                },
-            ],
-            warnings: vec![Warning {
-                namespace: "a".into(),
-                kind: "ServiceAccount",
-                name: "default".into(),
-                reason: "ListOwnedByApplier",
-                message: "argocd".into(),
-            }],
-            ..Plan::default()
-        }
-    }
-
-    #[test]
-    fn dry_run_counts_what_would_happen() {
-        let s = Summary::from_run(&sample(), &Outcomes::default(), true);
-        assert_eq!(
-            s.secrets,
-            Secrets {
-                created: 1,
-                updated: 1,
-                adopted: 1,
-                unchanged: 0,
-                deleted: 1,
-                conflicts: 1,
-                failed: 0
-            }
-        );
-        assert_eq!((s.service_accounts.patched, s.service_accounts.missing), (1, 1));
-        assert_eq!(s.exit_code(), 1, "a conflict is not converged");
-        assert_eq!(s.problems.iter().filter(|p| p.severity == "warning").count(), 1);
-    }
-
-    #[test]
-    fn failures_are_problems_and_exit_1() {
-        let mut plan = sample();
-        plan.secrets.retain(|a| !matches!(a.op, SecretOp::Conflict { .. }));
-        let ok = Summary::from_run(&plan, &Outcomes::default(), false);
-        assert_eq!(ok.exit_code(), 0, "warnings alone keep exit 0");
-        let outcomes = Outcomes {
-            secrets: vec![
-                Some(Failure {
-                    reason: "Forbidden".into(),
-                    message: "no".into(),
-                }),
-                None,
-                None,
-            ],
-            ..Outcomes::default()
-        };
-        let s = Summary::from_run(&plan, &outcomes, false);
-        assert_eq!((s.secrets.failed, s.secrets.created), (1, 0));
-        assert_eq!(s.exit_code(), 1);
-        assert!(s.problems.iter().any(|p| p.namespace == "a" && p.reason == "Forbidden"));
-    }
-
-    #[test]
-    fn json_has_the_contract_keys() {
-        let s = Summary::from_run(&sample(), &Outcomes::default(), false);
-        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
-        for key in [
-            "dry_run",
-            "namespaces",
-            "secrets",
-            "service_accounts",
-            "api_requests",
-            "duration_ms",
-            "problems",
-        ] {
-            assert!(v.get(key).is_some(), "{key}");
-        }
-        for key in ["created", "updated", "unchanged", "deleted", "conflicts", "failed"] {
-            assert!(v["secrets"].get(key).is_some(), "{key}");
-        }
-        for key in ["patched", "unchanged", "missing", "failed"] {
-            assert!(v["service_accounts"].get(key).is_some(), "{key}");
-        }
-        assert!(v["problems"][0].get("reason").is_some());
-    }
-
-    #[test]
-    fn aborted_is_exit_2() {
-        let s = Summary::aborted(false, &anyhow::anyhow!("source Secret x/y does not exist"));
-        assert_eq!(s.exit_code(), 2);
-        assert!(s.to_text().contains("nothing written"));
-        assert!(s.to_json().contains("does not exist"));
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;

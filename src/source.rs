@@ -2,7 +2,6 @@
 //! file read) and validate it (pure). Nothing here ever formats a credential into a message.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
@@ -13,34 +12,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{Config, Source};
-
-pub const DOCKERCONFIGJSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
-pub const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
+pub use crate::model::Credential;
+use crate::{DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE};
 const DOCKERCFG_TYPE: &str = "kubernetes.io/dockercfg";
 const DOCKERCFG_KEY: &str = ".dockercfg";
-
-/// The validated bytes of one target Secret's `.dockerconfigjson`, and where they came from.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credential {
-    /// Name of the Secret written into every selected namespace.
-    pub target: String,
-    /// Human-readable origin, stored in the `pullsecret-reconciler/source` annotation.
-    pub origin: String,
-    /// The source Secret itself, which must never be overwritten by its own copy.
-    pub source_secret: Option<(String, String)>,
-    pub data: Vec<u8>,
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credential")
-            .field("target", &self.target)
-            .field("origin", &self.origin)
-            .field("source_secret", &self.source_secret)
-            .field("data", &format_args!("<{} bytes redacted>", self.data.len()))
-            .finish()
-    }
-}
 
 /// Reads and validates every configured source. Any failure means the run must write nothing.
 pub async fn load(config: &Config, secrets: &Api<Secret>, source_namespace: &str) -> Result<Vec<Credential>> {

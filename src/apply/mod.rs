@@ -1,0 +1,368 @@
+//! Stage 5, apply (the only stage that writes): runs a [`Plan`]'s writes over the [`Cluster`]
+//! trait in dependency waves, with bounded concurrency and the run deadline -> one [`Outcome`]
+//! per action. It decides nothing: what waits for what comes from the plan's `after` lists.
+
+pub mod kube;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::{Instant, timeout_at};
+
+use crate::model::{
+    Action, Credential, Failure, Inventory, Op, Outcome, Plan, ServiceAccountState, Status, edit_inventory,
+};
+
+/// Writes of one object repeated after "the object has been modified" before giving up.
+const ATTEMPTS: usize = 6;
+
+/// A refused or failed API call: the HTTP status when there was one, and what to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: Option<u16>,
+    pub failure: Failure,
+}
+
+impl ApiError {
+    fn is(&self, code: u16) -> bool {
+        self.status == Some(code)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The API calls apply makes, one method per call: the Kubernetes client implements it
+/// ([`kube::KubeCluster`]), and unit tests script it.
+pub trait Cluster: Send + Sync + 'static {
+    /// Server-side apply of a dockerconfigjson Secret; with a resourceVersion, forced and guarded by it.
+    fn apply_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        credential: &Credential,
+        resource_version: Option<&str>,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    fn delete_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+        uid: &str,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    fn read_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = ApiResult<Option<ServiceAccountState>>> + Send;
+    /// Writes the whole list and our record of it, guarded by `resource_version`.
+    fn write_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+        list: &[String],
+        recorded: &[String],
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    fn read_inventory(&self) -> impl Future<Output = ApiResult<Option<Inventory>>> + Send;
+    /// Guarded by `resource_version`; `None` = create only.
+    fn write_inventory(
+        &self,
+        names: &[String],
+        resource_version: Option<&str>,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub concurrency: usize,
+    pub deadline: Instant,
+}
+
+/// The outcomes of a run that sends nothing (client-side dry run): every action as planned.
+pub fn unsent(plan: &Plan) -> Vec<Outcome> {
+    plan.actions
+        .iter()
+        .map(|a| Outcome {
+            action: a.clone(),
+            status: Status::NotSent,
+        })
+        .collect()
+}
+
+/// Executes every write of `plan`. A write whose prerequisite was not done is skipped with the
+/// reason the prerequisite gives; one failure never stops unrelated writes.
+pub async fn execute<C: Cluster>(
+    cluster: Arc<C>,
+    plan: &Plan,
+    credentials: Arc<[Credential]>,
+    limits: Limits,
+) -> Vec<Outcome> {
+    let actions = &plan.actions;
+    let mut status: Vec<Option<Status>> = actions
+        .iter()
+        .map(|a| (!a.op.is_write()).then_some(Status::NotSent))
+        .collect();
+    let depth = depths(actions);
+    let last = depth.iter().copied().max().unwrap_or(0);
+    for wave in 0..=last {
+        let mut runnable = Vec::new();
+        let ready: Vec<usize> = (0..actions.len())
+            .filter(|&i| status[i].is_none() && depth[i] == wave)
+            .collect();
+        for i in ready {
+            let blocker = actions[i]
+                .after
+                .iter()
+                .find(|&&j| !status.get(j).and_then(Option::as_ref).is_some_and(Status::unblocks));
+            match blocker {
+                Some(&j) => status[i] = Some(Status::Skipped(blocked_by(actions.get(j)))),
+                None => runnable.push(i),
+            }
+        }
+        for (i, s) in run_wave(&cluster, actions, &runnable, &credentials, limits).await {
+            status[i] = Some(s);
+        }
+    }
+    let outcomes: Vec<Outcome> = actions
+        .iter()
+        .zip(status)
+        .map(|(a, s)| Outcome {
+            action: a.clone(),
+            status: s.unwrap_or(Status::Skipped(Failure::new("InternalError", "never scheduled"))),
+        })
+        .collect();
+    for o in &outcomes {
+        if let Some(f) = o.status.failure() {
+            let a = &o.action;
+            tracing::warn!(kind = a.kind.as_str(), namespace = %a.namespace, name = %a.name, reason = %f.reason, "write not done");
+        }
+    }
+    outcomes
+}
+
+fn blocked_by(prerequisite: Option<&Action>) -> Failure {
+    match prerequisite {
+        Some(p) => Failure::new(
+            p.op.blocks_as(),
+            format!(
+                "not done: it waits for {} {}{}, which was not done",
+                p.kind.as_str(),
+                if p.namespace.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", p.namespace)
+                },
+                p.name
+            ),
+        ),
+        None => Failure::new("InternalError", "the plan names a prerequisite that does not exist"),
+    }
+}
+
+/// Each action's wave: 0 without prerequisites, else one more than its deepest prerequisite.
+/// A malformed plan (a cycle or a dangling index) cannot hang the run: depth is capped.
+fn depths(actions: &[Action]) -> Vec<usize> {
+    let mut depth = vec![0usize; actions.len()];
+    for _ in 0..actions.len().min(64) {
+        let mut changed = false;
+        for (i, a) in actions.iter().enumerate() {
+            let d = a
+                .after
+                .iter()
+                .filter_map(|&j| depth.get(j))
+                .map(|d| d + 1)
+                .max()
+                .unwrap_or(0);
+            if d > depth[i] && d <= actions.len() {
+                depth[i] = d;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    depth
+}
+
+/// Runs one wave with at most `concurrency` writes in flight, each bounded by the deadline.
+async fn run_wave<C: Cluster>(
+    cluster: &Arc<C>,
+    actions: &[Action],
+    runnable: &[usize],
+    credentials: &Arc<[Credential]>,
+    limits: Limits,
+) -> Vec<(usize, Status)> {
+    let mut out = Vec::with_capacity(runnable.len());
+    let mut set = JoinSet::new();
+    let mut slots: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut queue = runnable.iter().copied();
+    let mut pending = queue.next();
+    loop {
+        while let Some(i) = pending.filter(|_| set.len() < limits.concurrency.max(1)) {
+            if Instant::now() >= limits.deadline {
+                out.push((i, deadline_status("before this write started")));
+            } else {
+                let (cluster, credentials, action) = (cluster.clone(), credentials.clone(), actions[i].clone());
+                let deadline = limits.deadline;
+                let handle = set.spawn(async move {
+                    timeout_at(deadline, perform(&*cluster, &action, &credentials))
+                        .await
+                        .unwrap_or_else(|_| deadline_status("before this write finished"))
+                });
+                slots.insert(handle.id(), i);
+            }
+            pending = queue.next();
+        }
+        match set.join_next_with_id().await {
+            Some(Ok((id, s))) => out.extend(slots.remove(&id).map(|i| (i, s))),
+            Some(Err(e)) => {
+                let reason = if e.is_panic() { "Panicked" } else { "Cancelled" };
+                let s = Status::Failed(Failure::new(reason, format!("the write task stopped: {e}")));
+                out.extend(slots.remove(&e.id()).map(|i| (i, s)));
+            }
+            None if pending.is_none() => return out,
+            None => {}
+        }
+    }
+}
+
+fn deadline_status(when: &str) -> Status {
+    Status::Failed(Failure::new(
+        "DeadlineExceeded",
+        format!("the run deadline (PULLSECRET_TIMEOUT_SECS) passed {when}"),
+    ))
+}
+
+/// One write, with the retries its kind allows.
+async fn perform<C: Cluster>(cluster: &C, action: &Action, credentials: &[Credential]) -> Status {
+    let (ns, name) = (action.namespace.as_str(), action.name.as_str());
+    let credential = |i: usize| {
+        credentials
+            .get(i)
+            .ok_or_else(|| Failure::new("InternalError", "the plan refers to an unknown credential"))
+    };
+    let done = |r: ApiResult<()>| match r {
+        Ok(()) => Status::Done { retries: 0 },
+        Err(e) => Status::Failed(e.failure),
+    };
+    match &action.op {
+        Op::CreateSecret { credential: c } => match credential(*c) {
+            Ok(cred) => done(cluster.apply_secret(ns, name, cred, None).await),
+            Err(f) => Status::Failed(f),
+        },
+        Op::UpdateSecret {
+            credential: c,
+            resource_version,
+            ..
+        } => match credential(*c) {
+            Ok(cred) => done(cluster.apply_secret(ns, name, cred, Some(resource_version)).await),
+            Err(f) => Status::Failed(f),
+        },
+        Op::DeleteSecret { resource_version, uid } => {
+            match cluster.delete_secret(ns, name, resource_version, uid).await {
+                Err(e) if e.is(404) => Status::Done { retries: 0 },
+                Err(e) if e.is(409) => Status::Failed(Failure::new(
+                    "Changed",
+                    "not deleted: the Secret changed since it was read; the next run looks again",
+                )),
+                r => done(r),
+            }
+        }
+        Op::PatchServiceAccount {
+            resource_version,
+            edit,
+            list,
+            recorded,
+        } => {
+            let mut next = Some((resource_version.clone(), list.clone(), recorded.clone()));
+            retrying(|attempt| {
+                let first = if attempt == 0 { next.take() } else { None };
+                async move {
+                    let (rv, list, recorded) = match first {
+                        Some(v) => v,
+                        None => match cluster.read_service_account(ns, name).await? {
+                            None => return Ok(Step::Gone),
+                            Some(sa) => match edit.apply_to(&sa.pull_secrets, &sa.recorded) {
+                                Some((l, r)) => (sa.resource_version, l, r),
+                                None => return Ok(Step::Done),
+                            },
+                        },
+                    };
+                    match cluster.write_service_account(ns, name, &rv, &list, &recorded).await {
+                        Err(e) if e.is(404) => Ok(Step::Gone),
+                        r => r.map(|()| Step::Done),
+                    }
+                }
+            })
+            .await
+        }
+        Op::EditInventory {
+            resource_version,
+            add,
+            remove,
+            names,
+        } => {
+            let mut next = Some((resource_version.clone(), names.clone()));
+            retrying(|attempt| {
+                let first = if attempt == 0 { next.take() } else { None };
+                async move {
+                    let (rv, names) = match first {
+                        Some(v) => v,
+                        None => {
+                            let current = cluster.read_inventory().await?.unwrap_or_default();
+                            match edit_inventory(&current.names, add, remove) {
+                                Some(names) => (current.resource_version, names),
+                                None if current.resource_version.is_some() => return Ok(Step::Done),
+                                None => (None, current.names),
+                            }
+                        }
+                    };
+                    match cluster.write_inventory(&names, rv.as_deref()).await {
+                        // Deleted by hand meanwhile: re-read (finding nothing) and create it.
+                        Err(e) if e.is(404) => Err(ApiError { status: Some(409), ..e }),
+                        r => r.map(|()| Step::Done),
+                    }
+                }
+            })
+            .await
+        }
+        _ => Status::NotSent,
+    }
+}
+
+enum Step {
+    Done,
+    Gone,
+}
+
+/// Runs `attempt` until it is done, re-running it (after a short, growing pause) while the API
+/// server answers 409: another client changed the object after we read it.
+async fn retrying<F, Fut>(mut attempt: F) -> Status
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = ApiResult<Step>>,
+{
+    for n in 0..ATTEMPTS {
+        match attempt(n).await {
+            Ok(Step::Done) => return Status::Done { retries: n },
+            Ok(Step::Gone) => return Status::Gone,
+            Err(e) if e.is(409) => {
+                tracing::debug!(attempt = n, "stale resourceVersion, re-reading");
+                tokio::time::sleep(Duration::from_millis(10 << n)).await;
+            }
+            Err(e) => return Status::Failed(e.failure),
+        }
+    }
+    Status::Failed(Failure::new(
+        "Conflict",
+        "the object kept changing while we wrote it; giving up for this run",
+    ))
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,172 @@
+//! Pure: API objects -> the model's plain states, keeping only what the planner needs. Used by
+//! observe for every list page and by apply when it re-reads an object after a conflict.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+
+use crate::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState};
+use crate::{
+    DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INVENTORY_KEY, MANAGED_BY_LABEL, PATCHER,
+    PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION, SOURCE_ANNOTATION,
+};
+
+fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref().and_then(|a| a.get(key)).map(String::as_str)
+}
+
+fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.labels.as_ref().and_then(|a| a.get(key)).map(String::as_str)
+}
+
+pub fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn namespace(ns: Namespace) -> NamespaceState {
+    let meta = &ns.metadata;
+    let terminating =
+        meta.deletion_timestamp.is_some() || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+    let flag = |k| annotation(meta, k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    NamespaceState {
+        name: meta.name.clone().unwrap_or_default(),
+        terminating,
+        opted_out: flag(EXCLUDE_ANNOTATION) || flag(PATCHER_EXCLUDE_ANNOTATION),
+    }
+}
+
+pub fn secret(s: Secret) -> SecretState {
+    let meta = &s.metadata;
+    let managers = other_managers(meta, |_| true);
+    let patcher = label(meta, MANAGED_BY_LABEL) == Some(PATCHER) || annotation(meta, MANAGED_BY_LABEL) == Some(PATCHER);
+    SecretState {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        type_: s.type_.clone().unwrap_or_else(|| "Opaque".into()),
+        ours: label(meta, MANAGED_BY_LABEL) == Some(FIELD_MANAGER),
+        patcher,
+        source_annotation: annotation(meta, SOURCE_ANNOTATION).map(str::to_owned),
+        data: s.data.and_then(|mut d| d.remove(DOCKERCONFIGJSON_KEY)).map(|b| b.0),
+        managers,
+    }
+}
+
+pub fn service_account(sa: ServiceAccount) -> ServiceAccountState {
+    let meta = &sa.metadata;
+    let list_appliers = other_managers(meta, |entry| {
+        entry.operation.as_deref() == Some("Apply")
+            && entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.as_object())
+                .is_some_and(|f| f.contains_key("f:imagePullSecrets"))
+    });
+    ServiceAccountState {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        pull_secrets: sa
+            .image_pull_secrets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect(),
+        recorded: annotation(meta, RECORD_ANNOTATION).map(split_list).unwrap_or_default(),
+        list_appliers,
+    }
+}
+
+/// A Pod that has not finished and names one of `names` in `spec.imagePullSecrets`; `None` for
+/// every other Pod, so a page of Pods shrinks to the few that matter.
+pub fn pod(p: Pod, names: &BTreeSet<String>) -> Option<PodState> {
+    let finished = matches!(
+        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
+    if finished {
+        return None;
+    }
+    let pull_secrets: Vec<String> = p
+        .spec?
+        .image_pull_secrets?
+        .into_iter()
+        .map(|r| r.name)
+        .filter(|n| names.contains(n))
+        .collect();
+    (!pull_secrets.is_empty()).then(|| PodState {
+        namespace: p.metadata.namespace.unwrap_or_default(),
+        name: p.metadata.name.unwrap_or_default(),
+        pull_secrets,
+    })
+}
+
+pub fn inventory(cm: ConfigMap) -> Inventory {
+    Inventory {
+        names: cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(INVENTORY_KEY))
+            .map(|s| split_list(s))
+            .unwrap_or_default(),
+        resource_version: cm.metadata.resource_version.clone(),
+    }
+}
+
+fn other_managers(meta: &ObjectMeta, keep: impl Fn(&ManagedFieldsEntry) -> bool) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    for entry in meta.managed_fields.iter().flatten() {
+        if let Some(m) = entry.manager.as_deref().filter(|m| *m != FIELD_MANAGER)
+            && keep(entry)
+        {
+            names.insert(m.to_owned());
+        }
+    }
+    names.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{LocalObjectReference, PodSpec, PodStatus};
+
+    fn pod_with(phase: &str, secrets: &[&str]) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                namespace: Some("a".into()),
+                name: Some("p".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                image_pull_secrets: Some(
+                    secrets
+                        .iter()
+                        .map(|n| LocalObjectReference { name: n.to_string() })
+                        .collect(),
+                ),
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                ..PodStatus::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn only_unfinished_pods_naming_managed_secrets_are_kept() {
+        let names: BTreeSet<String> = ["regcred".to_string()].into();
+        let kept = pod(pod_with("Running", &["other", "regcred"]), &names).unwrap();
+        assert_eq!(kept.pull_secrets, vec!["regcred"]);
+        assert!(pod(pod_with("Pending", &["regcred"]), &names).is_some());
+        assert!(pod(pod_with("Succeeded", &["regcred"]), &names).is_none());
+        assert!(pod(pod_with("Failed", &["regcred"]), &names).is_none());
+        assert!(pod(pod_with("Running", &["other"]), &names).is_none());
+    }
+}
