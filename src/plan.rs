@@ -108,6 +108,21 @@ pub fn plan(policy: &Policy, credentials: &[Credential], observed: &Observed) ->
             None => (Op::Unchanged, sa.pull_secrets.clone()),
         };
         final_lists.insert((&sa.namespace, &sa.name), list);
+        if e.in_scope && !sa.list_appliers.is_empty() && !w.targets.is_empty() {
+            plan.findings.push(Finding {
+                namespace: sa.namespace.clone(),
+                kind: "ServiceAccount",
+                name: sa.name.clone(),
+                reason: "ListOwnedByApplier",
+                message: format!(
+                    "imagePullSecrets is applied by {}; its entries are kept, but it may drop ours on its next \
+                     apply: add {} to its manifest or ignore imagePullSecrets there",
+                    sa.list_appliers.join(", "),
+                    w.targets.join(", ")
+                ),
+                severity: Severity::Warning,
+            });
+        }
         if !(e.in_scope || op.is_write()) {
             continue;
         }

@@ -366,6 +366,29 @@ fn a_retired_name_we_may_not_list_is_left_alone_and_remembered() {
     assert_eq!(p.findings[0].reason, "RetiredNameNotListable");
 }
 
+#[test]
+fn a_gitops_applier_of_the_list_is_named_in_a_warning() {
+    let mut owned = sa("a", "default", &["theirs"], &[]);
+    owned.list_appliers = vec!["argocd-controller".into()];
+    let observed = Observed {
+        namespaces: vec![ns("a")],
+        service_accounts: vec![owned],
+        ..Observed::default()
+    };
+    let p = plan(
+        &policy(&["default"], Adopt::Patcher, true),
+        &[cred("regcred", "D")],
+        &observed,
+    );
+    let f = &p.findings[0];
+    assert_eq!((f.reason, f.severity), ("ListOwnedByApplier", Severity::Warning));
+    assert!(f.message.contains("argocd-controller"));
+    assert_eq!(
+        patched_list(find(&p, Kind::ServiceAccount, "a", "default")),
+        &["theirs", "regcred"]
+    );
+}
+
 // ---- prune safety ---------------------------------------------------------------------------
 
 /// `n` namespaces that each hold our copy and our recorded entry.

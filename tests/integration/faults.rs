@@ -24,6 +24,32 @@ async fn namespaces_with_other_secret(env: &TestEnv, n: usize) -> Vec<String> {
     out
 }
 
+/// Nothing half-written: every copy that exists is ours and holds one of `allowed` whole, and
+/// every list still starts with the other tool's entry and names only whole copies of ours.
+/// Returns how many copies hold `allowed[0]`.
+async fn assert_whole(env: &TestEnv, namespaces: &[String], src: &str, allowed: &[&[u8]]) -> usize {
+    let mut first = 0;
+    for ns in namespaces {
+        let copy = env.secret(ns, src).await;
+        if let Some(s) = &copy {
+            let data = secret_data(s);
+            assert!(is_ours(s), "{ns}/{src} lost our label");
+            assert!(
+                allowed.contains(&data.as_slice()),
+                "{ns}/{src} holds neither version whole"
+            );
+            first += usize::from(data == allowed[0]);
+        }
+        let list = env.pull_secrets(ns, "default").await;
+        assert_eq!(list[0], "other-secret", "{ns}: {list:?}");
+        assert!(
+            !list.contains(&src.to_string()) || copy.is_some(),
+            "{ns}: the list names {src}, which was not written: {list:?}"
+        );
+    }
+    first
+}
+
 /// Every namespace holds exactly the wanted state, and nobody's entry was lost.
 async fn assert_converged(env: &TestEnv, namespaces: &[String], src: &str, bytes: &[u8]) {
     for ns in namespaces {
@@ -155,6 +181,10 @@ async fn concurrent_editors_of_the_same_service_accounts_lose_nothing() {
         }
     }
     assert!(!added.is_empty(), "the editor never wrote");
+    assert!(
+        retried > 0,
+        "the reconciler never met a stale resourceVersion: the re-read and retry path was not exercised"
+    );
     eprintln!(
         "concurrent editor: {} entries added, {retried} reconciler retries",
         added.len()
@@ -273,13 +303,38 @@ spec:
         ("PULLSECRET_CONCURRENCY", "16"),
         ("PULLSECRET_TIMEOUT_SECS", "2"),
     ]);
+    let rotated = env.secret(&env.home, &src).await.map(|s| secret_data(&s)).unwrap();
     let run = run_binary(&kubeconfig, &v).await;
     assert!(
         started.elapsed() < Duration::from_secs(6),
         "PULLSECRET_TIMEOUT_SECS=2 took {:?}",
         started.elapsed()
     );
-    assert!(run.code == 0 || run.code == 1 || run.code == 2, "{run:?}");
+    // Whether the deadline struck or not, the cluster agrees with what the run says it did.
+    let updated = assert_whole(&env, &namespaces, &src, &[&rotated, &bytes]).await;
+    match run.code {
+        0 => assert_eq!(updated, namespaces.len(), "converged means every copy rotated"),
+        1 => {
+            let failed = run.count("secrets", "failed") as usize;
+            assert!(failed > 0, "exit 1 names what it did not do: {}", run.stdout);
+            for p in run.problems() {
+                assert!(
+                    [
+                        "DeadlineExceeded",
+                        "SecretNotWritten",
+                        "StillReferenced",
+                        "TooManyRequests"
+                    ]
+                    .contains(&p["reason"].as_str().unwrap()),
+                    "unexpected problem under a tight deadline: {p}"
+                );
+            }
+            // A write cut off mid-way may still have landed on the server: at least as many.
+            assert!(updated >= run.count("secrets", "updated") as usize);
+        }
+        2 => assert_eq!(updated, 0, "exit 2 means nothing was written"),
+        other => panic!("unexpected exit {other}: {run:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,8 +373,16 @@ async fn hung_and_slow_servers_are_bounded_by_the_deadline() {
         ]),
     )
     .await;
-    assert!(run.code == 1 || run.code == 2, "{run:?}");
+    assert!(
+        run.code == 1 || run.code == 2,
+        "a 4 s deadline at 250 ms a chunk cannot converge: {run:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(9), "{:?}", started.elapsed());
+    // Whatever it wrote is whole: complete copies, lists that name only written copies.
+    assert_whole(&env, &namespaces, &src, &[&bytes]).await;
+    if run.code == 2 {
+        assert_eq!(env.snapshot().await, before, "exit 2 wrote nothing");
+    }
 
     // Merely slow answers within the deadline: converges.
     proxy.set(Mode::Slow, Duration::from_millis(20));

@@ -9,5 +9,7 @@ mod badinput;
 mod controlplane;
 mod faults;
 mod lifecycle;
+mod paging;
+mod prune;
 mod reconcile;
 mod shipping;

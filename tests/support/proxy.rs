@@ -60,20 +60,8 @@ impl Proxy {
 
     /// A copy of `kubeconfig` whose server is this proxy.
     pub fn kubeconfig(&self, kubeconfig: &Path, dir: &Path) -> PathBuf {
-        let text = std::fs::read_to_string(kubeconfig).unwrap();
-        let text = text
-            .lines()
-            .map(|l| {
-                if l.trim_start().starts_with("server:") {
-                    format!("    server: https://127.0.0.1:{}", self.port)
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
         let path = dir.join(format!("kubeconfig-proxy-{}", self.port));
-        std::fs::write(&path, text).unwrap();
+        super::kubeconfig::with_server(kubeconfig, self.port, &path);
         path
     }
 }
