@@ -52,7 +52,10 @@ async fn every_list_follows_continue_tokens() {
         prune: true,
         prune_limit: 10,
     };
-    let observed = reader.observe(&policy, &[target.clone()], &env.home).await.unwrap();
+    let observed = reader
+        .observe(&policy, std::slice::from_ref(&target), &env.home)
+        .await
+        .unwrap();
     let mut seen: Vec<&str> = observed.namespaces.iter().map(|n| n.name.as_str()).collect();
     seen.sort();
     let mut expected: Vec<&str> = namespaces
@@ -72,7 +75,7 @@ async fn every_list_follows_continue_tokens() {
             "{ns}"
         );
     }
-    let Pods::Read(pods) = reader.pods(&[target.clone()]).await.unwrap() else {
+    let Pods::Read(pods) = reader.pods(std::slice::from_ref(&target)).await.unwrap() else {
         panic!("Pods unreadable as admin")
     };
     let ours: Vec<_> = pods.iter().filter(|p| namespaces.contains(&p.namespace)).collect();
