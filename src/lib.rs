@@ -64,7 +64,7 @@ pub async fn run(
         let mut plan = plan::plan(&config.policy, &credentials, &observed);
         // Pods are read only when the plan would delete: they decide whether it may.
         if plan.needs_pods {
-            let names = plan::managed_names(&targets, &observed.inventory.names);
+            let names = model::managed_names(&targets, &observed.inventory.names);
             observed.pods = reader.pods(&names).await?;
             plan = plan::plan(&config.policy, &credentials, &observed);
         }

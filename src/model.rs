@@ -364,6 +364,17 @@ impl Edit {
     }
 }
 
+/// The names whose Secrets a run looks at: configured targets, then earlier runs' inventory.
+pub fn managed_names(targets: &[String], inventory: &[String]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    targets
+        .iter()
+        .chain(inventory)
+        .filter(|n| seen.insert(n.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// The inventory after adding and dropping names: sorted, no duplicates. `None` when unchanged.
 pub fn edit_inventory(current: &[String], add: &[String], remove: &[String]) -> Option<Vec<String>> {
     let before: BTreeSet<&String> = current.iter().collect();

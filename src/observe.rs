@@ -10,8 +10,7 @@ use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
 use crate::INVENTORY_NAME;
-use crate::model::{Inventory, Observed, Pods, Policy};
-use crate::plan::managed_names;
+use crate::model::{Inventory, Observed, Pods, Policy, managed_names};
 use crate::reduce;
 
 /// Objects per list page.

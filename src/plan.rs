@@ -8,22 +8,11 @@ use crate::DOCKERCONFIGJSON_TYPE;
 use crate::glob::any_matches;
 use crate::model::{
     Action, Adopt, Credential, Edit, Finding, Kind, Observed, Op, Plan, Pods, Policy, SecretState, ServiceAccountState,
-    Severity, edit_inventory,
+    Severity, edit_inventory, managed_names,
 };
 
 /// How many objects a "kept" message names before it gives a count.
 const NAMED_IN_MESSAGE: usize = 3;
-
-/// The names whose Secrets this run looks at: configured targets, then earlier runs' inventory.
-pub fn managed_names(targets: &[String], inventory: &[String]) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    targets
-        .iter()
-        .chain(inventory)
-        .filter(|n| seen.insert(n.as_str()))
-        .cloned()
-        .collect()
-}
 
 type Key = (String, String);
 
