@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: a throwaway local control plane, a source Secret, a handful of namespaces, then a
-# dry run, a real run, a second run, and a Pod that gets the pull secret injected. Cleans up after.
+# dry run, a real run, a second run, a Pod that gets the pull secret injected, and a reviewed
+# rename that keeps the copy the Pod still uses. Cleans up after.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -29,7 +30,7 @@ for _ in $(seq 50); do "$bin/kubectl" -n team-d get sa default >/dev/null 2>&1 &
 k -n team-d patch serviceaccount default -p '{"imagePullSecrets":[{"name":"other-secret"}]}'
 
 export PULLSECRET_SOURCE_SECRETS=regcred PULLSECRET_SOURCE_NAMESPACE=pullsecret-reconciler RUST_LOG=warn
-run() { echo "\$ PULLSECRET_SOURCE_SECRETS=regcred pullsecret-reconciler $*"; ./target/debug/pullsecret-reconciler "$@" || echo "(exit $?)"; }
+run() { echo "\$ PULLSECRET_SOURCE_SECRETS=$PULLSECRET_SOURCE_SECRETS pullsecret-reconciler $*"; ./target/debug/pullsecret-reconciler "$@" || echo "(exit $?)"; }
 
 step "1. Dry run: what would change (nothing is written)"
 run --dry-run
@@ -47,5 +48,16 @@ step "A Pod created now gets the pull secret from its ServiceAccount"
 k -n team-a run web --image=registry.example.invalid/private/web:1 --restart=Never
 echo "\$ kubectl -n team-a get pod web -o jsonpath='{.spec.imagePullSecrets}'"
 "$bin/kubectl" -n team-a get pod web -o jsonpath='{.spec.imagePullSecrets}'; echo
+
+step "4. A rename, reviewed first: regcred -> regcred-v2 (Pod web still names regcred)"
+export PULLSECRET_SOURCE_SECRETS=regcred=regcred-v2
+run --dry-run
+step "5. The rename: every ServiceAccount moves to regcred-v2; the copy Pod web still uses is kept"
+run
+k get secrets -A --field-selector metadata.name=regcred
+
+step "6. Once the Pod is gone, the next run deletes the last old copy"
+kq -n team-a delete pod web --grace-period=0
+run
 
 step "Done; the control plane is being removed"
