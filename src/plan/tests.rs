@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::glob::Glob;
-use crate::model::{Inventory, NamespaceCounts, NamespaceState, PodState};
+use crate::model::{Inventory, NamespaceCounts, NamespaceState, PodState, Pods};
 
 const DOCKER: &str = DOCKERCONFIGJSON_TYPE;
 

@@ -1,0 +1,288 @@
+//! The prune guards (pure): which copies of ours are no longer wanted, the empty-selection and
+//! deselection-limit refusals, the reference check (ServiceAccounts after this run's edits, and
+//! unfinished Pods) that turns a delete into a kept copy, and when a retired name is forgotten.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Assembly, SaEdit, World, inventory_action, key};
+use crate::model::{Action, Finding, Kind, Op, Plan, Pods, SecretState, ServiceAccountState, Severity};
+
+/// How many objects a "kept" message names before it gives a count.
+const NAMED_IN_MESSAGE: usize = 3;
+
+/// An existing copy of ours that is no longer wanted where it is.
+pub(super) struct Candidate<'a> {
+    secret: &'a SecretState,
+    /// Its namespace is not selected this run (as opposed to a renamed or dropped name).
+    deselection: bool,
+}
+
+fn kept_message(named_by: &[String]) -> String {
+    let shown: Vec<&str> = named_by.iter().take(NAMED_IN_MESSAGE).map(String::as_str).collect();
+    let more = named_by.len().saturating_sub(NAMED_IN_MESSAGE);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "kept: still named by {}{tail}; a later run deletes it once nothing names it",
+        shown.join(", ")
+    )
+}
+
+impl<'a> World<'a> {
+    /// Copies of ours that are no longer wanted where they are (prune on).
+    pub(super) fn prune_candidates(&self) -> Vec<Candidate<'a>> {
+        if !self.policy.prune {
+            return vec![];
+        }
+        self.existing
+            .values()
+            .filter(|s| {
+                let wanted_here = self.selected.contains(s.namespace.as_str()) && self.targets.contains(&s.name);
+                s.ours
+                    && !wanted_here
+                    && self.managed.contains(&s.name)
+                    && !self.terminating.contains(s.namespace.as_str())
+                    && !self.is_source(&s.namespace, &s.name)
+            })
+            .map(|s| Candidate {
+                secret: s,
+                deselection: !self.selected.contains(s.namespace.as_str()),
+            })
+            .collect()
+    }
+
+    /// The empty-selection and prune-limit guards. When either holds, no deselection happens:
+    /// the candidates and ServiceAccount removals in deselected namespaces become `Refused`
+    /// actions (returned), and one error finding says why and how to proceed.
+    pub(super) fn refuse_deselection(
+        &self,
+        plan: &mut Plan,
+        candidates: &mut Vec<Candidate>,
+        sa_edits: &mut [SaEdit],
+    ) -> Vec<Action> {
+        let mut deselected: BTreeSet<&str> = candidates
+            .iter()
+            .filter(|c| c.deselection)
+            .map(|c| c.secret.namespace.as_str())
+            .collect();
+        for e in sa_edits.iter() {
+            if !e.edit.remove.is_empty() && !self.selected.contains(e.sa.namespace.as_str()) {
+                deselected.insert(&e.sa.namespace);
+            }
+        }
+        let limit = self.policy.prune_limit;
+        let (reason, message) = if self.selected.is_empty() {
+            (
+                "EmptySelection",
+                format!(
+                    "the selection matches no namespace ({}): nothing was pruned, to protect the {} namespace(s) \
+                     that hold our copies or entries. Check the selection for a typo",
+                    self.policy.describe_selection(),
+                    deselected.len()
+                ),
+            )
+        } else if limit > 0 && deselected.len() > limit {
+            let names: Vec<&str> = deselected.iter().take(5).copied().collect();
+            let more = if deselected.len() > 5 { ", …" } else { "" };
+            (
+                "PruneLimitExceeded",
+                format!(
+                    "this run would deselect {} namespaces ({}{more}), more than PULLSECRET_PRUNE_LIMIT={limit}: \
+                     nothing was deselected. If the narrower selection is intended, run once with \
+                     PULLSECRET_PRUNE_LIMIT={} (or 0 for no limit); otherwise fix the selection ({})",
+                    deselected.len(),
+                    names.join(", "),
+                    deselected.len(),
+                    self.policy.describe_selection()
+                ),
+            )
+        } else {
+            return vec![];
+        };
+        plan.findings.push(Finding {
+            namespace: String::new(),
+            kind: "Run",
+            name: String::new(),
+            reason,
+            message,
+            severity: Severity::Error,
+        });
+        let refused = |kind, namespace: &str, name: &str, names| Action {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            op: Op::Refused {
+                reason,
+                message: format!("not pruned: {reason} (see the run's problems)"),
+                names,
+            },
+            after: vec![],
+        };
+        let mut out = Vec::new();
+        for e in sa_edits.iter_mut() {
+            if !e.edit.remove.is_empty() && !self.selected.contains(e.sa.namespace.as_str()) {
+                out.push(refused(
+                    Kind::ServiceAccount,
+                    &e.sa.namespace,
+                    &e.sa.name,
+                    std::mem::take(&mut e.edit.remove),
+                ));
+            }
+        }
+        candidates.retain(|c| {
+            if c.deselection {
+                out.push(refused(Kind::Secret, &c.secret.namespace, &c.secret.name, vec![]));
+            }
+            !c.deselection
+        });
+        out
+    }
+
+    /// Deletes only what nothing names once this run's ServiceAccount edits are done; each delete
+    /// waits for the edits that stop naming it. The rest is kept, or refused without the Pods.
+    pub(super) fn delete_or_keep(&self, asm: &mut Assembly, candidates: &[Candidate], plan: &mut Plan) {
+        let mut pods_unreadable = false;
+        for c in candidates {
+            let s = c.secret;
+            let named_by = self.named_by(&s.namespace, &s.name, &asm.final_lists);
+            let op = if !named_by.is_empty() {
+                Op::Kept {
+                    reason: "StillReferenced",
+                    message: kept_message(&named_by),
+                }
+            } else {
+                match &self.observed.pods {
+                    Pods::Read(_) => Op::DeleteSecret {
+                        resource_version: s.resource_version.clone(),
+                        uid: s.uid.clone(),
+                    },
+                    Pods::NotRead => {
+                        plan.needs_pods = true;
+                        Op::Refused {
+                            reason: "PodsNotRead",
+                            message: "not deleted: Pods were not read to check that none still names it".into(),
+                            names: vec![],
+                        }
+                    }
+                    Pods::Unreadable(_) => {
+                        pods_unreadable = true;
+                        Op::Refused {
+                            reason: "PodsNotListable",
+                            message: "not deleted: Pods could not be listed to check that none still names it".into(),
+                            names: vec![],
+                        }
+                    }
+                }
+            };
+            let after = if op.is_write() {
+                asm.removals
+                    .get(&key(&s.namespace, &s.name))
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                vec![]
+            };
+            asm.push(Action {
+                kind: Kind::Secret,
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+                op,
+                after,
+            });
+        }
+        if let Pods::Unreadable(why) = &self.observed.pods
+            && pods_unreadable
+        {
+            plan.findings.push(Finding {
+                namespace: String::new(),
+                kind: "Pod",
+                name: String::new(),
+                reason: "PodsNotListable",
+                message: format!(
+                    "nothing was deleted: listing Pods (to make sure none still names a Secret before it is \
+                     deleted) failed: {why}. Grant `list` on pods to the reconciler's ClusterRole"
+                ),
+                severity: Severity::Error,
+            });
+        }
+    }
+
+    /// Retired names are forgotten once every copy and entry of theirs is gone: the forgetting
+    /// waits for all of their removals; a name with a kept or refused copy or entry stays.
+    pub(super) fn forget_retired(&self, asm: &mut Assembly) {
+        if !self.policy.prune {
+            return;
+        }
+        let mut held: BTreeSet<&String> = BTreeSet::new();
+        let mut deletes: BTreeMap<&String, Vec<usize>> = BTreeMap::new();
+        for (i, a) in asm.actions.iter().enumerate() {
+            match (&a.op, a.kind) {
+                (Op::DeleteSecret { .. }, _) => deletes.entry(&a.name).or_default().push(i),
+                (Op::Refused { names, .. }, Kind::ServiceAccount) => held.extend(names),
+                (Op::Refused { .. } | Op::Kept { .. }, Kind::Secret) => {
+                    held.insert(&a.name);
+                }
+                _ => {}
+            }
+        }
+        let forget: Vec<String> = self
+            .known
+            .iter()
+            .filter(|n| !self.targets.contains(n) && !self.observed.unlistable.contains(n) && !held.contains(n))
+            .cloned()
+            .collect();
+        if forget.is_empty() {
+            return;
+        }
+        let mut after: Vec<usize> = forget
+            .iter()
+            .flat_map(|n| deletes.get(n).cloned().unwrap_or_default())
+            .collect();
+        for ((_, name), idx) in &asm.removals {
+            if forget.contains(name) {
+                after.extend(idx);
+            }
+        }
+        after.extend(asm.record);
+        after.sort_unstable();
+        after.dedup();
+        let mut a = inventory_action(self, vec![], forget);
+        a.after = after;
+        asm.push(a);
+    }
+
+    /// What still names `name` in `ns` once this run's ServiceAccount edits are done.
+    fn named_by(&self, ns: &str, name: &str, final_lists: &BTreeMap<(String, String), Vec<String>>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut sas: Vec<&ServiceAccountState> = self
+            .observed
+            .service_accounts
+            .iter()
+            .filter(|s| s.namespace == ns)
+            .collect();
+        sas.sort_by(|a, b| a.name.cmp(&b.name));
+        sas.dedup_by(|a, b| a.name == b.name);
+        for sa in sas {
+            let list = final_lists
+                .get(&key(&sa.namespace, &sa.name))
+                .unwrap_or(&sa.pull_secrets);
+            if list.iter().any(|n| n == name) {
+                out.push(format!("ServiceAccount {}", sa.name));
+            }
+        }
+        if let Pods::Read(pods) = &self.observed.pods {
+            let mut names: Vec<&str> = pods
+                .iter()
+                .filter(|p| p.namespace == ns && p.pull_secrets.iter().any(|n| n == name))
+                .map(|p| p.name.as_str())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            out.extend(names.into_iter().map(|p| format!("Pod {p}")));
+        }
+        out
+    }
+}
