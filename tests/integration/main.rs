@@ -8,6 +8,7 @@ mod support;
 mod badinput;
 mod controlplane;
 mod faults;
+mod fence;
 mod lifecycle;
 mod paging;
 mod prune;

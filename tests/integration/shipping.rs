@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::support::{ControlPlane, TestEnv, is_ours, secret_data};
 
-const HOME: &str = "pullsecret-reconciler";
+pub const HOME: &str = "pullsecret-reconciler";
 
 fn render(cp: &ControlPlane) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
@@ -40,37 +40,39 @@ fn kubectl_stdin(cp: &ControlPlane, args: &[&str], input: &str) -> std::process:
 /// Applies the shipped manifests once for this test binary (server-side dry run first).
 async fn installed(cp: &'static ControlPlane) {
     static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    ONCE.get_or_init(|| async {
-        let yaml = render(cp);
-        // A server-side dry run cannot see a Namespace it did not persist: create that first,
-        // then dry-run everything (validation, admission, RBAC escalation checks), then apply.
-        let ns = kubectl_stdin(
-            cp,
-            &["apply", "--server-side", "-f", "-"],
-            yaml.split("\n---\n").next().unwrap(),
-        );
-        assert!(
-            ns.status.success(),
-            "namespace apply failed: {}",
-            String::from_utf8_lossy(&ns.stderr)
-        );
-        let dry = kubectl_stdin(cp, &["apply", "--server-side", "--dry-run=server", "-f", "-"], &yaml);
-        assert!(
-            dry.status.success(),
-            "server-side dry run failed: {}",
-            String::from_utf8_lossy(&dry.stderr)
-        );
-        let real = kubectl_stdin(cp, &["apply", "--server-side", "-f", "-"], &yaml);
-        assert!(
-            real.status.success(),
-            "apply failed: {}",
-            String::from_utf8_lossy(&real.stderr)
-        );
-    })
-    .await;
+    ONCE.get_or_init(|| async { install(cp) }).await;
 }
 
-fn config_env() -> Vec<(String, String)> {
+/// `kubectl apply -k manifests/`, with a server-side dry run of everything first.
+pub fn install(cp: &ControlPlane) {
+    let yaml = render(cp);
+    // A server-side dry run cannot see a Namespace it did not persist: create that first,
+    // then dry-run everything (validation, admission, RBAC escalation checks), then apply.
+    let ns = kubectl_stdin(
+        cp,
+        &["apply", "--server-side", "-f", "-"],
+        yaml.split("\n---\n").next().unwrap(),
+    );
+    assert!(
+        ns.status.success(),
+        "namespace apply failed: {}",
+        String::from_utf8_lossy(&ns.stderr)
+    );
+    let dry = kubectl_stdin(cp, &["apply", "--server-side", "--dry-run=server", "-f", "-"], &yaml);
+    assert!(
+        dry.status.success(),
+        "server-side dry run failed: {}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let real = kubectl_stdin(cp, &["apply", "--server-side", "-f", "-"], &yaml);
+    assert!(
+        real.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+}
+
+pub fn config_env() -> Vec<(String, String)> {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/config.env")).unwrap();
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))

@@ -1,0 +1,245 @@
+//! The admission fence (manifests/admission-fence.yaml) on its own control plane, as the CronJob's
+//! identity with exactly the shipped RBAC and policy: legitimate runs (converge, adopt, server-side
+//! dry run, rename) pass; every forbidden write is denied with the rule it breaks; other identities
+//! are not affected. The API server loads policies and parameters asynchronously: each step that
+//! depends on one waits for it by probing.
+
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+use super::shipping::{HOME, config_env, install};
+use crate::support::{ControlPlane, TestEnv, client_for, is_ours};
+
+fn secret(name: &str, type_: &str, labelled: bool) -> Secret {
+    let labels = labelled.then(|| {
+        [(
+            "app.kubernetes.io/managed-by".to_string(),
+            "pullsecret-reconciler".to_string(),
+        )]
+        .into()
+    });
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels,
+            ..ObjectMeta::default()
+        },
+        type_: Some(type_.into()),
+        data: Some([(".dockerconfigjson".to_string(), ByteString(br#"{"auths":{}}"#.to_vec()))].into()),
+        ..Secret::default()
+    }
+}
+
+const DOCKER: &str = "kubernetes.io/dockerconfigjson";
+
+/// The error message of a refused request; panics if it was allowed or refused otherwise.
+fn denied<T: std::fmt::Debug>(r: Result<T, kube::Error>, rule: &str) -> String {
+    match r {
+        Err(kube::Error::Api(s))
+            if s.code == 403 && s.message.contains(&format!("pullsecret-reconciler fence [{rule}]")) =>
+        {
+            s.message
+        }
+        other => panic!("expected the fence's [{rule}] denial, got {other:?}"),
+    }
+}
+
+/// Waits (up to 30 s) until `probe` holds: the API server picks up policies asynchronously.
+async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} never happened");
+}
+
+async fn dry_run_create(client: &Client, ns: &str, s: &Secret) -> Result<Secret, kube::Error> {
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns).create(&params, s).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_passes_every_legitimate_run_and_denies_everything_else() {
+    let cp: &'static ControlPlane = Box::leak(Box::new(ControlPlane::start()));
+    install(cp);
+    let env = TestEnv::on(cp, "fe1").await;
+    let bytes = crate::support::fake_dockerconfig("fake-user", "fake-password");
+    env.put_dockerconfig(HOME, "regcred", &bytes, &[]).await;
+    let namespaces: Vec<String> = (0..3).map(|i| env.name(&format!("n{i}"))).collect();
+    for ns in &namespaces {
+        env.create_namespace(ns, &[], &[]).await;
+    }
+    // imagepullsecret-patcher's Secret and entry in n1: adopted by the first run.
+    env.put_dockerconfig(
+        &namespaces[1],
+        "regcred",
+        b"{\"auths\":{}}",
+        &[("app.kubernetes.io/managed-by", "imagepullsecret-patcher")],
+    )
+    .await;
+    env.set_pull_secrets(&namespaces[1], "default", &["regcred"]).await;
+
+    let kubeconfig = cp.service_account_kubeconfig(HOME, "pullsecret-reconciler").await;
+    let job = client_for(&kubeconfig).await;
+    eventually("the fence denying a foreign Secret name", || async {
+        dry_run_create(&job, &namespaces[0], &secret("probe", DOCKER, true))
+            .await
+            .is_err_and(|e| e.to_string().contains("pullsecret-reconciler fence"))
+    })
+    .await;
+
+    let shipped = config_env();
+    let mut vars: Vec<(&str, &str)> = shipped
+        .iter()
+        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    vars.push(("PULLSECRET_SOURCE_NAMESPACE", HOME));
+
+    // A server-side dry run passes the fence (admission runs on dry-run requests too).
+    let before = env.snapshot().await;
+    let dry: Vec<(&str, &str)> = vars.iter().copied().chain([("PULLSECRET_DRY_RUN", "server")]).collect();
+    let run = env.run_as(&kubeconfig, &dry).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(env.snapshot().await, before);
+
+    // A full run converges, adopting the patcher's Secret; the second writes nothing.
+    let run = env.run_as(&kubeconfig, &vars).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.count("secrets", "adopted"), 1);
+    assert_eq!(env.run_as(&kubeconfig, &vars).await.writes(), 0);
+    for ns in &namespaces {
+        assert!(is_ours(&env.secret(ns, "regcred").await.unwrap()), "{ns}");
+        assert_eq!(env.pull_secrets(ns, "default").await, vec!["regcred".to_string()]);
+    }
+
+    // Everything else the identity's RBAC would allow, the fence denies.
+    let (n0, n9) = (&namespaces[0], env.name("n9"));
+    env.create_namespace(&n9, &[], &[]).await;
+    let secrets = |ns: &str| Api::<Secret>::namespaced(job.clone(), ns);
+    let pp = PostParams::default();
+    let m = denied(
+        secrets(n0).create(&pp, &secret("not-managed", DOCKER, true)).await,
+        "secret-name",
+    );
+    assert!(m.contains("(regcred)"), "{m}");
+    denied(
+        secrets(&n9).create(&pp, &secret("regcred", "Opaque", true)).await,
+        "secret-type",
+    );
+    denied(
+        secrets(&n9).create(&pp, &secret("regcred", DOCKER, false)).await,
+        "secret-label",
+    );
+    // A user's own Secret that merely shares a managed name: RBAC allows the delete, the fence not.
+    env.put_secret(&n9, "regcred", "Opaque", "password", b"users-own", &[], &[])
+        .await;
+    denied(
+        secrets(&n9).delete("regcred", &DeleteParams::default()).await,
+        "secret-delete",
+    );
+    let sas = Api::<ServiceAccount>::namespaced(job.clone(), n0);
+    let automount = Patch::Merge(json!({ "automountServiceAccountToken": false }));
+    denied(
+        sas.patch("default", &PatchParams::default(), &automount).await,
+        "serviceaccount-fields",
+    );
+    let label = Patch::Merge(json!({ "metadata": { "labels": { "owned": "now" } } }));
+    denied(
+        sas.patch("default", &PatchParams::default(), &label).await,
+        "serviceaccount-fields",
+    );
+    let cms = Api::<ConfigMap>::namespaced(job.clone(), HOME);
+    let other: ConfigMap = serde_json::from_value(json!({ "metadata": { "name": "other" } })).unwrap();
+    denied(cms.create(&pp, &other).await, "configmap");
+
+    // Any other identity is not affected.
+    let admin = Api::<Secret>::namespaced(env.client.clone(), &n9);
+    admin
+        .create(&pp, &secret("not-managed", "Opaque", false))
+        .await
+        .unwrap();
+    Api::<ServiceAccount>::namespaced(env.client.clone(), n0)
+        .patch("default", &PatchParams::default(), &automount)
+        .await
+        .unwrap();
+    admin.delete("regcred", &DeleteParams::default()).await.unwrap();
+
+    // A rename: the config (the fence's parameter) and the RBAC name both names while the old
+    // copies are pruned; the fence follows the config with no list of its own.
+    let mut config = Api::<ConfigMap>::namespaced(env.client.clone(), HOME)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|c| {
+            c.data
+                .as_ref()
+                .is_some_and(|d| d.contains_key("PULLSECRET_SOURCE_SECRETS"))
+        })
+        .expect("the generated config ConfigMap");
+    config
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("PULLSECRET_SOURCE_SECRETS".into(), "regcred=regcred-v2".into());
+    Api::<ConfigMap>::namespaced(env.client.clone(), HOME)
+        .replace(config.metadata.name.as_deref().unwrap(), &pp, &config)
+        .await
+        .unwrap();
+    let roles = Api::<ClusterRole>::all(env.client.clone());
+    let mut role = roles.get("pullsecret-reconciler").await.unwrap();
+    for rule in role.rules.iter_mut().flatten() {
+        if let Some(names) = rule.resource_names.as_mut() {
+            names.push("regcred-v2".into());
+        }
+    }
+    roles.replace("pullsecret-reconciler", &pp, &role).await.unwrap();
+    eventually("the fence allowing the new name", || async {
+        dry_run_create(&job, &n9, &secret("regcred-v2", DOCKER, true))
+            .await
+            .is_ok()
+    })
+    .await;
+    let renamed: Vec<(&str, &str)> = vars
+        .iter()
+        .map(|&(k, v)| {
+            if k == "PULLSECRET_SOURCE_SECRETS" {
+                (k, "regcred=regcred-v2")
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let run = env.run_as(&kubeconfig, &renamed).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for ns in &namespaces {
+        assert!(
+            env.secret(ns, "regcred").await.is_none(),
+            "{ns}: old copy (adopted one too) pruned"
+        );
+        assert!(is_ours(&env.secret(ns, "regcred-v2").await.unwrap()), "{ns}");
+        assert_eq!(
+            env.pull_secrets(ns, "default").await,
+            vec!["regcred-v2".to_string()],
+            "{ns}"
+        );
+    }
+    cp.stop();
+}
