@@ -62,8 +62,13 @@ pub async fn run(
         let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
         let mut observed = reader.observe(&config.policy, &targets, source_namespace).await?;
         let mut plan = plan::plan(&config.policy, &credentials, &observed);
-        // Pods are read only when the plan would delete: they decide whether it may.
-        if plan.needs_pods {
+        // Pods, and every ServiceAccount, are read only when the plan would delete: they decide
+        // whether it may.
+        if plan.needs_references {
+            if observed.service_accounts_listed != model::Listed::All {
+                observed.service_accounts = reader.service_accounts().await?;
+                observed.service_accounts_listed = model::Listed::All;
+            }
             let names = model::managed_names(&targets, &observed.inventory.names);
             observed.pods = reader.pods(&names).await?;
             plan = plan::plan(&config.policy, &credentials, &observed);
@@ -74,9 +79,9 @@ pub async fn run(
             service_accounts = observed.service_accounts.len(),
             "observed"
         );
-        anyhow::Ok((credentials, plan))
+        anyhow::Ok((credentials, plan, observed.service_accounts_listed))
     };
-    let (credentials, plan) = timeout_at(deadline, read).await.map_err(|_| {
+    let (credentials, plan, listed) = timeout_at(deadline, read).await.map_err(|_| {
         anyhow!(
             "the run deadline ({}s) passed while reading the cluster",
             config.timeout.as_secs()
@@ -106,6 +111,7 @@ pub async fn run(
     };
 
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);
+    summary.service_accounts.listed = listed.as_str();
     summary.api_requests = counter.snapshot();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     Ok(summary)

@@ -108,6 +108,30 @@ pub struct Observed {
     pub unlistable: Vec<String>,
     /// Unfinished Pods that name a managed Secret; read only when the plan has a delete.
     pub pods: Pods,
+    /// Which ServiceAccounts were listed: the plan asks for all of them before it deletes.
+    pub service_accounts_listed: Listed,
+}
+
+/// How ServiceAccounts were read: only what the configuration names, or all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Listed {
+    /// `PULLSECRET_SERVICE_ACCOUNTS` is empty: none were needed.
+    None,
+    /// Every entry is a literal name: one list per name, with a name field selector.
+    Named,
+    /// A glob asked for all, or the run checks references before a delete.
+    #[default]
+    All,
+}
+
+impl Listed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listed::None => "none",
+            Listed::Named => "named",
+            Listed::All => "all",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,8 +225,9 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Findings that need no write (a GitOps owner of a list, a refused prune, an empty selection).
     pub findings: Vec<Finding>,
-    /// The plan would delete, but Pods were not read: read them and plan again.
-    pub needs_pods: bool,
+    /// The plan would delete, but Pods or all ServiceAccounts were not read: read them and plan
+    /// again, so that nothing still named is deleted.
+    pub needs_references: bool,
 }
 
 impl Plan {

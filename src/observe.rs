@@ -1,16 +1,20 @@
-//! Stage 3, observe (reads only): a constant number of paged, cluster-wide lists -> [`Observed`].
-//! Each page is reduced to the model's plain states before the next is fetched.
+//! Stage 3, observe (reads only): a constant number of paged, cluster-wide lists -> [`Observed`],
+//! each as narrow as the plan allows (by name, metadata only). Each page is reduced to the
+//! model's plain states before the next is fetched.
 
 use std::collections::BTreeSet;
 
+use std::future::Future;
+
 use anyhow::{Context, Result, anyhow};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
-use kube::api::ListParams;
+use kube::api::{ListParams, ObjectList};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
 use crate::INVENTORY_NAME;
-use crate::model::{Inventory, Observed, Pods, Policy, managed_names};
+use crate::glob::Glob;
+use crate::model::{Inventory, Listed, Observed, Pods, Policy, ServiceAccountState, managed_names};
 use crate::reduce;
 
 /// Objects per list page.
@@ -30,23 +34,31 @@ impl Reader {
     }
 
     /// Reads everything the planner needs except Pods. Secrets are read by name (the configured
-    /// targets plus the inventory), each with a field selector, so RBAC can be limited to them.
+    /// targets plus the inventory), each with a field selector, so RBAC can be limited to them;
+    /// ServiceAccounts by name too when every configured entry is a literal name.
     pub async fn observe(&self, policy: &Policy, targets: &[String], source_namespace: &str) -> Result<Observed> {
         let inventory = self.inventory(source_namespace).await?;
         let selector = policy.namespace_selector.as_deref();
-        let namespaces = match self
-            .list_all::<Namespace, _>(selector, None, |n| Some(reduce::namespace(n)))
+        // Metadata only: the plan needs names, annotations and deletion timestamps.
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let namespaces = self
+            .paged(
+                selector,
+                None,
+                |p| {
+                    let api = api.clone();
+                    async move { api.list_metadata(&p).await }
+                },
+                |n| Some(reduce::namespace(&n.metadata)),
+            )
             .await
-        {
-            Ok(n) => n,
-            Err(e) => return Err(selector_error(e, selector)),
-        };
+            .map_err(|e| selector_error(e, selector))?;
         let mut secrets = Vec::new();
         let mut unlistable = Vec::new();
         for name in managed_names(targets, &inventory.names) {
             let field = format!("metadata.name={name}");
             match self
-                .list_all::<Secret, _>(None, Some(&field), |s| Some(reduce::secret(s)))
+                .list_all::<Secret, _>(Some(&field), |s| Some(reduce::secret(s)))
                 .await
             {
                 Ok(found) => secrets.extend(found),
@@ -56,10 +68,22 @@ impl Reader {
                 Err(e) => return Err(e).with_context(|| format!("listing Secrets named {name}")),
             }
         }
-        let service_accounts = self
-            .list_all::<ServiceAccount, _>(None, None, |s| Some(reduce::service_account(s)))
-            .await
-            .context("listing ServiceAccounts")?;
+        let (service_accounts, listed) = if policy.service_accounts.is_empty() {
+            (vec![], Listed::None)
+        } else if policy.service_accounts.iter().all(Glob::is_literal) {
+            let mut found = Vec::new();
+            for g in &policy.service_accounts {
+                let field = format!("metadata.name={}", g.as_str());
+                let page = self
+                    .list_all::<ServiceAccount, _>(Some(&field), |s| Some(reduce::service_account(s)))
+                    .await
+                    .with_context(|| format!("listing ServiceAccounts named {}", g.as_str()))?;
+                found.extend(page);
+            }
+            (found, Listed::Named)
+        } else {
+            (self.service_accounts().await?, Listed::All)
+        };
         Ok(Observed {
             namespaces,
             secrets,
@@ -67,14 +91,22 @@ impl Reader {
             inventory,
             unlistable,
             pods: Pods::NotRead,
+            service_accounts_listed: listed,
         })
+    }
+
+    /// Every ServiceAccount in the cluster: for a glob, or to check references before a delete.
+    pub async fn service_accounts(&self) -> Result<Vec<ServiceAccountState>> {
+        self.list_all::<ServiceAccount, _>(None, |s| Some(reduce::service_account(s)))
+            .await
+            .context("listing ServiceAccounts")
     }
 
     /// Unfinished Pods naming one of `names`: one cluster-wide paged list, read only when the
     /// plan would delete. A refusal (RBAC) is an answer, not an error: nothing will be deleted.
     pub async fn pods(&self, names: &[String]) -> Result<Pods> {
         let names: BTreeSet<String> = names.iter().cloned().collect();
-        match self.list_all::<Pod, _>(None, None, |p| reduce::pod(p, &names)).await {
+        match self.list_all::<Pod, _>(None, |p| reduce::pod(p, &names)).await {
             Ok(pods) => Ok(Pods::Read(pods)),
             Err(e) if status(&e) == Some(403) => Ok(Pods::Unreadable(format!("{e:#}"))),
             Err(e) => Err(e).context("listing Pods"),
@@ -91,24 +123,44 @@ impl Reader {
         Ok(cm.map(reduce::inventory).unwrap_or_default())
     }
 
-    /// One paged list, cluster-wide. Each page is reduced by `keep` and dropped before the next
-    /// is fetched, so memory follows the kept fields, not the raw objects.
-    async fn list_all<K, T>(
-        &self,
-        labels: Option<&str>,
-        fields: Option<&str>,
-        mut keep: impl FnMut(K) -> Option<T>,
-    ) -> Result<Vec<T>>
+    /// One paged list of whole objects, cluster-wide, optionally by field selector.
+    async fn list_all<K, T>(&self, fields: Option<&str>, keep: impl FnMut(K) -> Option<T>) -> Result<Vec<T>>
     where
         K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     {
         let api: Api<K> = Api::all(self.client.clone());
+        self.paged(
+            None,
+            fields,
+            |p| {
+                let api = api.clone();
+                async move { api.list(&p).await }
+            },
+            keep,
+        )
+        .await
+    }
+
+    /// Pages through a list. Each page is reduced by `keep` and dropped before the next is
+    /// fetched, so memory follows the kept fields, not the raw objects.
+    async fn paged<I, T, F, Fut>(
+        &self,
+        labels: Option<&str>,
+        fields: Option<&str>,
+        mut fetch: F,
+        mut keep: impl FnMut(I) -> Option<T>,
+    ) -> Result<Vec<T>>
+    where
+        I: Clone,
+        F: FnMut(ListParams) -> Fut,
+        Fut: Future<Output = kube::Result<ObjectList<I>>>,
+    {
         let mut params = ListParams::default().limit(self.page_size);
         params.label_selector = labels.map(str::to_owned);
         params.field_selector = fields.map(str::to_owned);
         let mut out = Vec::new();
         loop {
-            let page = api.list(&params).await?;
+            let page = fetch(params.clone()).await?;
             out.extend(page.items.into_iter().filter_map(&mut keep));
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params.continue_token = Some(token),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 
 use crate::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState};
@@ -28,10 +28,10 @@ pub fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn namespace(ns: Namespace) -> NamespaceState {
-    let meta = &ns.metadata;
-    let terminating =
-        meta.deletion_timestamp.is_some() || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+/// From metadata alone (namespaces are listed as `PartialObjectMetadata`): a namespace is
+/// Terminating exactly when it carries a deletion timestamp.
+pub fn namespace(meta: &ObjectMeta) -> NamespaceState {
+    let terminating = meta.deletion_timestamp.is_some();
     let flag = |k| annotation(meta, k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     NamespaceState {
         name: meta.name.clone().unwrap_or_default(),

@@ -65,6 +65,9 @@ pub struct ServiceAccounts {
     pub failed: usize,
     /// Writes repeated because another client changed the ServiceAccount meanwhile.
     pub retried: usize,
+    /// How ServiceAccounts were read: `named` (one list per configured name), `all` (a glob, or
+    /// a run that checked references before deleting) or `none`.
+    pub listed: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

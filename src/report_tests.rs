@@ -78,7 +78,7 @@ fn sample() -> Plan {
             message: "argocd".into(),
             severity: Severity::Warning,
         }],
-        needs_pods: false,
+        needs_references: false,
     }
 }
 

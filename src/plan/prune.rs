@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Assembly, SaEdit, World, inventory_action, key};
-use crate::model::{Action, Finding, Kind, Op, Plan, Pods, SecretState, ServiceAccountState, Severity};
+use crate::model::{Action, Finding, Kind, Listed, Op, Plan, Pods, SecretState, ServiceAccountState, Severity};
 
 /// How many objects a "kept" message names before it gives a count.
 const NAMED_IN_MESSAGE: usize = 3;
@@ -148,7 +148,16 @@ impl<'a> World<'a> {
         for c in candidates {
             let s = c.secret;
             let named_by = self.named_by(&s.namespace, &s.name, &asm.final_lists);
-            let op = if !named_by.is_empty() {
+            let partial = self.observed.service_accounts_listed != Listed::All;
+            let op = if partial || self.observed.pods == Pods::NotRead {
+                plan.needs_references = true;
+                Op::Refused {
+                    reason: "ReferencesNotRead",
+                    message: "not deleted: Pods and ServiceAccounts were not read to check that none still names it"
+                        .into(),
+                    names: vec![],
+                }
+            } else if !named_by.is_empty() {
                 Op::Kept {
                     reason: "StillReferenced",
                     message: kept_message(&named_by),
@@ -159,15 +168,7 @@ impl<'a> World<'a> {
                         resource_version: s.resource_version.clone(),
                         uid: s.uid.clone(),
                     },
-                    Pods::NotRead => {
-                        plan.needs_pods = true;
-                        Op::Refused {
-                            reason: "PodsNotRead",
-                            message: "not deleted: Pods were not read to check that none still names it".into(),
-                            names: vec![],
-                        }
-                    }
-                    Pods::Unreadable(_) => {
+                    Pods::Unreadable(_) | Pods::NotRead => {
                         pods_unreadable = true;
                         Op::Refused {
                             reason: "PodsNotListable",

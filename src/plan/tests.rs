@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::glob::Glob;
-use crate::model::{Inventory, NamespaceCounts, NamespaceState, PodState, Pods};
+use crate::model::{Inventory, Listed, NamespaceCounts, NamespaceState, PodState, Pods};
 
 const DOCKER: &str = DOCKERCONFIGJSON_TYPE;
 
@@ -495,7 +495,7 @@ fn a_rename_keeps_copies_still_named_by_a_pod_or_an_unmanaged_service_account() 
 }
 
 #[test]
-fn a_delete_waits_for_pods_to_be_read_and_refuses_when_they_cannot_be() {
+fn a_delete_waits_for_pods_and_service_accounts_and_refuses_when_pods_cannot_be_read() {
     let mut observed = converged(2);
     observed.pods = Pods::NotRead;
     let p = plan(
@@ -503,14 +503,24 @@ fn a_delete_waits_for_pods_to_be_read_and_refuses_when_they_cannot_be() {
         &[cred("v2", "D")],
         &observed,
     );
-    assert!(p.needs_pods && deletes(&p).is_empty());
+    assert!(p.needs_references && deletes(&p).is_empty());
+    // Likewise with only the configured ServiceAccounts read: a team's own one may name it.
+    observed.pods = no_pods();
+    observed.service_accounts_listed = Listed::Named;
+    let p = plan(
+        &policy(&["default"], Adopt::Patcher, true),
+        &[cred("v2", "D")],
+        &observed,
+    );
+    assert!(p.needs_references && deletes(&p).is_empty());
+    observed.service_accounts_listed = Listed::All;
     observed.pods = Pods::Unreadable("pods is forbidden".into());
     let p = plan(
         &policy(&["default"], Adopt::Patcher, true),
         &[cred("v2", "D")],
         &observed,
     );
-    assert!(deletes(&p).is_empty() && !p.needs_pods);
+    assert!(deletes(&p).is_empty() && !p.needs_references);
     let f = p.findings.iter().find(|f| f.reason == "PodsNotListable").unwrap();
     assert_eq!(f.severity, Severity::Error);
     assert!(f.message.contains("pods is forbidden"));
