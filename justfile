@@ -40,9 +40,9 @@ cluster-up:
 cluster-down:
     bash tests/controlplane/down.sh
 
-# Benchmark against a fresh local control plane: just bench 5000 16
-bench namespaces="5000" concurrency="16":
-    cargo run --release --locked --example bench -- --namespaces {{namespaces}} --concurrency {{concurrency}}
+# Benchmark against a fresh local control plane: just bench 5000 16 10
+bench namespaces="5000" concurrency="16" service_accounts="10":
+    cargo run --release --locked --example bench -- --namespaces {{namespaces}} --concurrency {{concurrency}} --service-accounts-per-namespace {{service_accounts}}
 
 # Render the kustomize base (with the kubectl the control-plane build provides).
 manifests:

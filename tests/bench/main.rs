@@ -25,6 +25,8 @@ const SECRET: &str = "regcred";
 struct Args {
     namespaces: usize,
     concurrency: usize,
+    /// ServiceAccounts in each namespace, `default` included (real clusters carry about ten).
+    service_accounts: usize,
     out: PathBuf,
 }
 
@@ -32,6 +34,7 @@ fn args() -> Args {
     let mut a = Args {
         namespaces: 5000,
         concurrency: 16,
+        service_accounts: 10,
         out: PathBuf::from("bench-results"),
     };
     let mut it = std::env::args().skip(1);
@@ -40,8 +43,13 @@ fn args() -> Args {
         match flag.as_str() {
             "--namespaces" => a.namespaces = value.parse().expect("--namespaces N"),
             "--concurrency" => a.concurrency = value.parse().expect("--concurrency N"),
+            "--service-accounts-per-namespace" => {
+                a.service_accounts = value.parse().expect("--service-accounts-per-namespace K")
+            }
             "--out" => a.out = PathBuf::from(value),
-            other => panic!("unknown flag {other}; use --namespaces N --concurrency N --out DIR"),
+            other => panic!(
+                "unknown flag {other}; use --namespaces N --concurrency N --service-accounts-per-namespace K --out DIR"
+            ),
         }
     }
     a
@@ -62,9 +70,11 @@ async fn main() {
     let client = cp.client().await;
     let setup = Instant::now();
     create_namespaces(&client, args.namespaces).await;
+    create_service_accounts(&client, args.namespaces, args.service_accounts).await;
     eprintln!(
-        "bench: {} namespaces with default ServiceAccounts ready in {:?}",
+        "bench: {} namespaces with {} ServiceAccounts each ready in {:?}",
         args.namespaces,
+        args.service_accounts,
         setup.elapsed()
     );
     let env = support::TestEnv {
@@ -78,19 +88,29 @@ async fn main() {
         .await;
 
     let mut rows = Vec::new();
-    rows.push(measure(cp, "first run", &args).await);
-    rows.push(measure(cp, "steady state", &args).await);
+    rows.push(measure(cp, "first run", &args, &[]).await);
+    rows.push(measure(cp, "steady state", &args, &[]).await);
     env.put_dockerconfig(HOME, SECRET, &fake_dockerconfig("bench-user", "bench-password-2"), &[])
         .await;
-    rows.push(measure(cp, "after rotation", &args).await);
+    rows.push(measure(cp, "after rotation", &args, &[]).await);
+    // For comparison: the same steady state if a glob asked for every ServiceAccount (a dry run,
+    // so it reads exactly what such a run reads and patches nothing).
+    let all = [("PULLSECRET_SERVICE_ACCOUNTS", "*"), ("PULLSECRET_DRY_RUN", "true")];
+    rows.push(measure(cp, "steady state, SERVICE_ACCOUNTS='*' (reads only)", &args, &all).await);
     cp.stop();
 
     std::fs::create_dir_all(&args.out).unwrap();
-    let stem = args
-        .out
-        .join(format!("bench-{}-c{}", args.namespaces, args.concurrency));
-    let doc =
-        json!({ "namespaces": args.namespaces, "concurrency": args.concurrency, "machine": machine(), "runs": rows });
+    let stem = args.out.join(format!(
+        "bench-{}-k{}-c{}",
+        args.namespaces, args.service_accounts, args.concurrency
+    ));
+    let doc = json!({
+        "namespaces": args.namespaces,
+        "service_accounts_per_namespace": args.service_accounts,
+        "concurrency": args.concurrency,
+        "machine": machine(),
+        "runs": rows,
+    });
     std::fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     let table = markdown(&args, &rows);
     std::fs::write(stem.with_extension("md"), &table).unwrap();
@@ -151,11 +171,52 @@ async fn create_namespaces(client: &Client, n: usize) {
     }
 }
 
-async fn measure(cp: &ControlPlane, label: &str, args: &Args) -> Value {
+/// `K - 1` more ServiceAccounts in every bench namespace, besides `default`.
+async fn create_service_accounts(client: &Client, namespaces: usize, per_namespace: usize) {
+    let mut set = JoinSet::new();
+    for i in 0..namespaces {
+        for k in 1..per_namespace {
+            while set.len() >= 32 {
+                set.join_next().await.unwrap().unwrap();
+            }
+            let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &format!("bench-{i:05}"));
+            set.spawn(async move {
+                let sa = ServiceAccount {
+                    metadata: ObjectMeta {
+                        name: Some(format!("workload-{k:02}")),
+                        ..ObjectMeta::default()
+                    },
+                    ..ServiceAccount::default()
+                };
+                match api.create(&PostParams::default(), &sa).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => panic!("creating a ServiceAccount: {e}"),
+                }
+            });
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+/// The API server's own counters: LIST response bytes, and request count and total seconds.
+async fn server_view(cp: &ControlPlane) -> (f64, f64, f64) {
+    (
+        cp.metric("apiserver_response_sizes_sum", "verb=\"LIST\"").await,
+        cp.metric("apiserver_request_duration_seconds_count", "").await,
+        cp.metric("apiserver_request_duration_seconds_sum", "").await,
+    )
+}
+
+async fn measure(cp: &ControlPlane, label: &str, args: &Args, extra: &[(&str, &str)]) -> Value {
     let throttled_before = cp.metric("apiserver_request_total", "code=\"429\"").await;
+    let server_before = server_view(cp).await;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(support::binary())
         .env_clear()
+        .envs(extra.iter().copied())
         .env("KUBECONFIG", &cp.kubeconfig)
         .env("PULLSECRET_SOURCE_SECRETS", SECRET)
         .env("PULLSECRET_SOURCE_NAMESPACE", HOME)
@@ -193,12 +254,25 @@ async fn measure(cp: &ControlPlane, label: &str, args: &Args) -> Value {
     let wall = started.elapsed();
     let summary: Value = serde_json::from_str(reader.await.unwrap().trim()).unwrap();
     let throttled = cp.metric("apiserver_request_total", "code=\"429\"").await - throttled_before;
+    let server_after = server_view(cp).await;
+    let list_bytes = server_after.0 - server_before.0;
+    let requests = server_after.1 - server_before.1;
+    let mean_latency_ms = if requests > 0.0 {
+        (server_after.2 - server_before.2) / requests * 1000.0
+    } else {
+        0.0
+    };
     let row = json!({
         "run": label,
         "exit_code": status.code(),
         "wall_ms": wall.as_millis() as u64,
         "reads": summary["api_requests"]["reads"],
         "writes": summary["api_requests"]["writes"],
+        "bytes_read": summary["api_requests"]["bytes_read"],
+        "service_accounts_listed": summary["service_accounts"]["listed"],
+        "apiserver_list_response_bytes": list_bytes as u64,
+        "apiserver_requests": requests as u64,
+        "apiserver_mean_latency_ms": (mean_latency_ms * 10.0).round() / 10.0,
         "max_writes_in_flight": summary["api_requests"]["max_writes_in_flight"],
         "peak_rss_mib": (peak_kib as f64 / 1024.0 * 10.0).round() / 10.0,
         "http_429": throttled as u64,
@@ -211,24 +285,31 @@ async fn measure(cp: &ControlPlane, label: &str, args: &Args) -> Value {
 }
 
 fn markdown(args: &Args, rows: &[Value]) -> String {
+    let mib = |v: &Value| v.as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0);
     let mut t = format!(
-        "N = {} namespaces, PULLSECRET_CONCURRENCY = {}, {}\n\n\
-         | run | wall time | API reads | API writes | max writes in flight | peak RSS | 429s |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
+        "N = {} namespaces × K = {} ServiceAccounts, PULLSECRET_CONCURRENCY = {}, {}\n\n\
+         | run | wall time | reads | bytes read | writes | max in flight | peak RSS | 429s | \
+         API server: LIST bytes | requests | mean latency |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         args.namespaces,
+        args.service_accounts,
         args.concurrency,
         machine()
     );
     for r in rows {
         t.push_str(&format!(
-            "| {} | {:.2} s | {} | {} | {} | {} MiB | {} |\n",
+            "| {} | {:.2} s | {} | {:.2} MiB | {} | {} | {} MiB | {} | {:.2} MiB | {} | {} ms |\n",
             r["run"].as_str().unwrap(),
             r["wall_ms"].as_u64().unwrap() as f64 / 1000.0,
             r["reads"],
+            mib(&r["bytes_read"]),
             r["writes"],
             r["max_writes_in_flight"],
             r["peak_rss_mib"],
-            r["http_429"]
+            r["http_429"],
+            mib(&r["apiserver_list_response_bytes"]),
+            r["apiserver_requests"],
+            r["apiserver_mean_latency_ms"],
         ));
     }
     t
