@@ -27,11 +27,7 @@ fn secrets_in(out: &str) -> Vec<String> {
 
 /// A kubeconfig for a server that does not exist (a closed loopback port).
 fn nowhere() -> PathBuf {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::kubeconfig::unused_port();
     let dir = std::env::temp_dir().join(format!("psr-cli-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("kubeconfig");

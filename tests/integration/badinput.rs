@@ -116,12 +116,7 @@ async fn unreachable_api_server() {
     let src = env.name("regcred");
     env.create_source(&src, "fake-user", PASSWORD).await;
     let before = env.snapshot().await;
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::kubeconfig::unused_port();
     let dir = std::env::temp_dir().join(format!("psr-unreachable-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");

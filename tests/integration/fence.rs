@@ -13,7 +13,7 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::shipping::{HOME, config_env, install};
+use super::shipping::{HOME, install, shipped_vars};
 use crate::support::{ControlPlane, TestEnv, client_for, is_ours};
 
 fn secret(name: &str, type_: &str, labelled: bool) -> Secret {
@@ -103,13 +103,8 @@ async fn the_fence_passes_every_legitimate_run_and_denies_everything_else() {
     })
     .await;
 
-    let shipped = config_env();
-    let mut vars: Vec<(&str, &str)> = shipped
-        .iter()
-        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    vars.push(("PULLSECRET_SOURCE_NAMESPACE", HOME));
+    let shipped = shipped_vars();
+    let vars: Vec<(&str, &str)> = shipped.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
 
     // A server-side dry run passes the fence (admission runs on dry-run requests too).
     let before = env.snapshot().await;

@@ -72,7 +72,18 @@ pub fn install(cp: &ControlPlane) {
     );
 }
 
-pub fn config_env() -> Vec<(String, String)> {
+/// The shipped settings as the CronJob gets them (JSON logs aside, for readable failures), with the
+/// source namespace in-cluster runs take from the Pod.
+pub fn shipped_vars() -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = config_env()
+        .into_iter()
+        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT")
+        .collect();
+    vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), HOME.into()));
+    vars
+}
+
+fn config_env() -> Vec<(String, String)> {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/config.env")).unwrap();
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
@@ -114,15 +125,9 @@ async fn the_cronjob_identity_converges_with_exactly_the_shipped_rbac() {
     env.set_pull_secrets(&namespaces[0], "default", &["other-secret"]).await;
 
     let kubeconfig = env.cp.service_account_kubeconfig(HOME, "pullsecret-reconciler").await;
-    // The shipped settings; in-cluster the source namespace is the Pod's, and env.vars' selector
-    // keeps this test to its own namespaces.
-    let shipped = config_env();
-    let mut vars: Vec<(&str, &str)> = shipped
-        .iter()
-        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    vars.push(("PULLSECRET_SOURCE_NAMESPACE", HOME));
+    // The shipped settings; env.vars' selector keeps this test to its own namespaces.
+    let shipped = shipped_vars();
+    let vars: Vec<(&str, &str)> = shipped.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     for round in 0..2 {
         let run = env.run_as(&kubeconfig, &vars).await;
         assert_eq!(run.code, 0, "round {round}: {run:?}");

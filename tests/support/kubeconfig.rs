@@ -12,6 +12,12 @@ fn write(kc: &Kubeconfig, path: &Path) {
     std::fs::write(path, serde_json::to_vec_pretty(kc).unwrap()).unwrap();
 }
 
+/// A loopback port nothing listens on (bound, then released), for a server that does not exist.
+pub fn unused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// The API server URL of the current context's cluster.
 pub fn server(path: &Path) -> String {
     let kc = read(path);
