@@ -81,7 +81,7 @@ pub async fn run(
         );
         anyhow::Ok((credentials, plan, observed.service_accounts_listed))
     };
-    let (credentials, plan, listed) = timeout_at(deadline, read).await.map_err(|_| {
+    let (credentials, mut plan, listed) = timeout_at(deadline, read).await.map_err(|_| {
         anyhow!(
             "the run deadline ({}s) passed while reading the cluster",
             config.timeout.as_secs()
@@ -94,8 +94,10 @@ pub async fn run(
         "planned"
     );
 
+    // The outcomes take over the actions; the plan keeps its counts and findings for the report.
+    let actions = std::mem::take(&mut plan.actions);
     let outcomes = match config.dry_run {
-        DryRun::Client => apply::unsent(&plan),
+        DryRun::Client => apply::unsent(actions),
         DryRun::Off | DryRun::Server => {
             let cluster = apply::kube::KubeCluster {
                 client: client.clone(),
@@ -106,7 +108,7 @@ pub async fn run(
                 concurrency: config.concurrency,
                 deadline,
             };
-            apply::execute(Arc::new(cluster), &plan, credentials.into(), limits).await
+            apply::execute(Arc::new(cluster), actions, credentials.into(), limits).await
         }
     };
 

@@ -182,6 +182,10 @@ impl Summary {
             dry_run_mode: dry_run.as_str(),
             problems: vec![problem("", "Run", "", "NothingWritten", &message, Severity::Error)],
             error: Some(message),
+            service_accounts: ServiceAccounts {
+                listed: "none",
+                ..ServiceAccounts::default()
+            },
             ..Summary::default()
         }
     }

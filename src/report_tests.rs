@@ -103,7 +103,7 @@ fn done(a: &Action) -> Status {
 #[test]
 fn dry_run_counts_what_would_happen_and_lists_every_action() {
     let plan = sample();
-    let s = Summary::from_run(&plan, &crate::apply::unsent(&plan), DryRun::Client);
+    let s = Summary::from_run(&plan, &crate::apply::unsent(plan.actions.clone()), DryRun::Client);
     assert_eq!(
         s.secrets,
         Secrets {
@@ -256,7 +256,7 @@ fn the_text_listing_of_a_large_dry_run_is_capped() {
             .collect(),
         ..Plan::default()
     };
-    let s = Summary::from_run(&plan, &crate::apply::unsent(&plan), DryRun::Client);
+    let s = Summary::from_run(&plan, &crate::apply::unsent(plan.actions.clone()), DryRun::Client);
     let text = s.to_text();
     assert!(text.contains("… and 70 more lines"), "{text}");
     assert_eq!(s.actions.len(), 100, "JSON is always complete");

@@ -12,9 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 
-use crate::model::{
-    Action, Credential, Failure, Inventory, Op, Outcome, Plan, ServiceAccountState, Status, edit_inventory,
-};
+use crate::model::{Action, Credential, Failure, Inventory, Op, Outcome, ServiceAccountState, Status, edit_inventory};
 
 /// Writes of one object repeated after "the object has been modified" before giving up.
 const ATTEMPTS: usize = 6;
@@ -82,30 +80,30 @@ pub struct Limits {
 }
 
 /// The outcomes of a run that sends nothing (client-side dry run): every action as planned.
-pub fn unsent(plan: &Plan) -> Vec<Outcome> {
-    plan.actions
-        .iter()
-        .map(|a| Outcome {
-            action: a.clone(),
+pub fn unsent(actions: Vec<Action>) -> Vec<Outcome> {
+    actions
+        .into_iter()
+        .map(|action| Outcome {
+            action,
             status: Status::NotSent,
         })
         .collect()
 }
 
-/// Executes every write of `plan`. A write whose prerequisite was not done is skipped with the
-/// reason the prerequisite gives; one failure never stops unrelated writes.
+/// Executes every write among a plan's `actions` (taken over: each outcome carries its action).
+/// A write whose prerequisite was not done is skipped with the reason the prerequisite gives;
+/// one failure never stops unrelated writes.
 pub async fn execute<C: Cluster>(
     cluster: Arc<C>,
-    plan: &Plan,
+    actions: Vec<Action>,
     credentials: Arc<[Credential]>,
     limits: Limits,
 ) -> Vec<Outcome> {
-    let actions = &plan.actions;
     let mut status: Vec<Option<Status>> = actions
         .iter()
         .map(|a| (!a.op.is_write()).then_some(Status::NotSent))
         .collect();
-    let depth = depths(actions);
+    let depth = depths(&actions);
     let last = depth.iter().copied().max().unwrap_or(0);
     for wave in 0..=last {
         let mut runnable = Vec::new();
@@ -122,15 +120,15 @@ pub async fn execute<C: Cluster>(
                 None => runnable.push(i),
             }
         }
-        for (i, s) in run_wave(&cluster, actions, &runnable, &credentials, limits).await {
+        for (i, s) in run_wave(&cluster, &actions, &runnable, &credentials, limits).await {
             status[i] = Some(s);
         }
     }
     let outcomes: Vec<Outcome> = actions
-        .iter()
+        .into_iter()
         .zip(status)
-        .map(|(a, s)| Outcome {
-            action: a.clone(),
+        .map(|(action, s)| Outcome {
+            action,
             status: s.unwrap_or(Status::Skipped(Failure::new("InternalError", "never scheduled"))),
         })
         .collect();

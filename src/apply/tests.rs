@@ -151,13 +151,9 @@ fn limits(concurrency: usize, secs: u64) -> Limits {
 
 async fn run(fake: Fake, actions: Vec<Action>, limits: Limits) -> (Vec<Outcome>, Arc<Fake>) {
     let fake = Arc::new(fake);
-    let plan = Plan {
-        actions,
-        ..Plan::default()
-    };
-    let out = execute(fake.clone(), &plan, credentials(), limits).await;
-    assert_eq!(out.len(), plan.actions.len(), "one outcome per action");
-    for (o, a) in out.iter().zip(&plan.actions) {
+    let out = execute(fake.clone(), actions.clone(), credentials(), limits).await;
+    assert_eq!(out.len(), actions.len(), "one outcome per action");
+    for (o, a) in out.iter().zip(&actions) {
         assert_eq!(&o.action, a, "each outcome carries its action");
     }
     (out, fake)
@@ -316,9 +312,5 @@ async fn concurrency_is_bounded_and_waves_follow_dependencies() {
 
 #[test]
 fn a_dry_run_sends_nothing_and_reports_every_action() {
-    let plan = Plan {
-        actions: vec![create("a", "new", &[])],
-        ..Plan::default()
-    };
-    assert_eq!(unsent(&plan)[0].status, Status::NotSent);
+    assert_eq!(unsent(vec![create("a", "new", &[])])[0].status, Status::NotSent);
 }

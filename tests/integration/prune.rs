@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use pullsecret_reconciler::apply::{self, Limits, kube::KubeCluster};
-use pullsecret_reconciler::model::{Action, Kind, Op, Plan, Status};
+use pullsecret_reconciler::model::{Action, Kind, Op, Status};
 use serde_json::{Value, json};
 
 use crate::support::{RunResult, TestEnv, run_binary};
@@ -411,21 +411,18 @@ async fn overlapping_runs_with_different_targets_both_keep_their_names() {
         .await;
     assert_eq!(run.code, 0);
     let mine = env.name("mine");
-    let plan = Plan {
-        actions: vec![Action {
-            kind: Kind::ConfigMap,
-            namespace: String::new(),
-            name: INVENTORY.into(),
-            op: Op::EditInventory {
-                resource_version: stale,
-                add: vec![mine.clone()],
-                remove: vec![],
-                names: vec![mine.clone()],
-            },
-            after: vec![],
-        }],
-        ..Plan::default()
-    };
+    let actions = vec![Action {
+        kind: Kind::ConfigMap,
+        namespace: String::new(),
+        name: INVENTORY.into(),
+        op: Op::EditInventory {
+            resource_version: stale,
+            add: vec![mine.clone()],
+            remove: vec![],
+            names: vec![mine.clone()],
+        },
+        after: vec![],
+    }];
     let cluster = KubeCluster {
         client: env.client.clone(),
         namespace: env.home.clone(),
@@ -435,7 +432,7 @@ async fn overlapping_runs_with_different_targets_both_keep_their_names() {
         concurrency: 1,
         deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(30),
     };
-    let out = apply::execute(Arc::new(cluster), &plan, Arc::from(vec![]), limits).await;
+    let out = apply::execute(Arc::new(cluster), actions, Arc::from(vec![]), limits).await;
     assert_eq!(
         out[0].status,
         Status::Done { retries: 1 },
