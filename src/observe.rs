@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 
 use crate::INVENTORY_NAME;
 use crate::glob::Glob;
-use crate::model::{Inventory, Listed, Observed, Pods, Policy, ServiceAccountState, managed_names};
+use crate::model::{
+    Inventory, Listed, NamespaceState, Observed, Pods, Policy, SecretState, ServiceAccountState, managed_names,
+};
 use crate::reduce;
 
 /// Objects per list page.
@@ -38,24 +40,42 @@ impl Reader {
     /// ServiceAccounts by name too when every configured entry is a literal name.
     pub async fn observe(&self, policy: &Policy, targets: &[String], source_namespace: &str) -> Result<Observed> {
         let inventory = self.inventory(source_namespace).await?;
-        let selector = policy.namespace_selector.as_deref();
-        // Metadata only: the plan needs names, annotations and deletion timestamps.
+        // Three independent lists, concurrently: the client decodes one page while the API
+        // server prepares another.
+        let (namespaces, (secrets, unlistable), (service_accounts, listed)) = tokio::try_join!(
+            self.namespaces(policy.namespace_selector.as_deref()),
+            self.secrets(targets, &inventory.names),
+            self.configured_service_accounts(policy),
+        )?;
+        Ok(Observed {
+            namespaces,
+            secrets,
+            service_accounts,
+            inventory,
+            unlistable,
+            pods: Pods::NotRead,
+            service_accounts_listed: listed,
+        })
+    }
+
+    /// Namespaces as metadata only: the plan needs names, annotations and deletion timestamps.
+    async fn namespaces(&self, selector: Option<&str>) -> Result<Vec<NamespaceState>> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let namespaces = self
-            .paged(
-                selector,
-                None,
-                |p| {
-                    let api = api.clone();
-                    async move { api.list_metadata(&p).await }
-                },
-                |n| Some(reduce::namespace(&n.metadata)),
-            )
+        let fetch = |p: ListParams| {
+            let api = api.clone();
+            async move { api.list_metadata(&p).await }
+        };
+        self.paged(selector, None, fetch, |n| Some(reduce::namespace(&n.metadata)))
             .await
-            .map_err(|e| selector_error(e, selector))?;
+            .map_err(|e| selector_error(e, selector))
+    }
+
+    /// Secrets by name, one field-selected list per managed name; also the retired names RBAC no
+    /// longer lets us list.
+    async fn secrets(&self, targets: &[String], inventory: &[String]) -> Result<(Vec<SecretState>, Vec<String>)> {
         let mut secrets = Vec::new();
         let mut unlistable = Vec::new();
-        for name in managed_names(targets, &inventory.names) {
+        for name in managed_names(targets, inventory) {
             let field = format!("metadata.name={name}");
             match self
                 .list_all::<Secret, _>(Some(&field), |s| Some(reduce::secret(s)))
@@ -68,31 +88,27 @@ impl Reader {
                 Err(e) => return Err(e).with_context(|| format!("listing Secrets named {name}")),
             }
         }
-        let (service_accounts, listed) = if policy.service_accounts.is_empty() {
-            (vec![], Listed::None)
-        } else if policy.service_accounts.iter().all(Glob::is_literal) {
-            let mut found = Vec::new();
-            for g in &policy.service_accounts {
-                let field = format!("metadata.name={}", g.as_str());
-                let page = self
-                    .list_all::<ServiceAccount, _>(Some(&field), |s| Some(reduce::service_account(s)))
-                    .await
-                    .with_context(|| format!("listing ServiceAccounts named {}", g.as_str()))?;
-                found.extend(page);
-            }
-            (found, Listed::Named)
-        } else {
-            (self.service_accounts().await?, Listed::All)
-        };
-        Ok(Observed {
-            namespaces,
-            secrets,
-            service_accounts,
-            inventory,
-            unlistable,
-            pods: Pods::NotRead,
-            service_accounts_listed: listed,
-        })
+        Ok((secrets, unlistable))
+    }
+
+    /// The configured ServiceAccounts: by name when every entry is a literal, else all of them.
+    async fn configured_service_accounts(&self, policy: &Policy) -> Result<(Vec<ServiceAccountState>, Listed)> {
+        if policy.service_accounts.is_empty() {
+            return Ok((vec![], Listed::None));
+        }
+        if !policy.service_accounts.iter().all(Glob::is_literal) {
+            return Ok((self.service_accounts().await?, Listed::All));
+        }
+        let mut found = Vec::new();
+        for g in &policy.service_accounts {
+            let field = format!("metadata.name={}", g.as_str());
+            let page = self
+                .list_all::<ServiceAccount, _>(Some(&field), |s| Some(reduce::service_account(s)))
+                .await
+                .with_context(|| format!("listing ServiceAccounts named {}", g.as_str()))?;
+            found.extend(page);
+        }
+        Ok((found, Listed::Named))
     }
 
     /// Every ServiceAccount in the cluster: for a glob, or to check references before a delete.

@@ -1,4 +1,4 @@
-//! Stage 5, apply (the only stage that writes): runs a [`Plan`]'s writes over the [`Cluster`]
+//! Stage 5, apply (the only stage that writes): runs a plan's writes over the [`Cluster`]
 //! trait in dependency waves, with bounded concurrency and the run deadline -> one [`Outcome`]
 //! per action. It decides nothing: what waits for what comes from the plan's `after` lists.
 

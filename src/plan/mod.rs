@@ -98,7 +98,9 @@ pub fn plan(policy: &Policy, credentials: &[Credential], observed: &Observed) ->
             asm.push(a);
         }
     }
-    w.patch_service_accounts(&mut asm, &sa_edits, &mut plan);
+    // Post-edit lists are kept only where a delete must check them.
+    let checked: BTreeSet<&str> = candidates.iter().map(|c| c.secret.namespace.as_str()).collect();
+    w.patch_service_accounts(&mut asm, &sa_edits, &checked, &mut plan);
     asm.actions.extend(w.missing_service_accounts());
     asm.actions.extend(refused);
     w.delete_or_keep(&mut asm, &candidates, &mut plan);
@@ -387,7 +389,7 @@ impl<'a> World<'a> {
 
     /// One patch per ServiceAccount whose list changes, waiting for the Secrets it adds; the
     /// in-scope ones that need nothing are listed as unchanged.
-    fn patch_service_accounts(&self, asm: &mut Assembly, edits: &[SaEdit], plan: &mut Plan) {
+    fn patch_service_accounts(&self, asm: &mut Assembly, edits: &[SaEdit], checked: &BTreeSet<&str>, plan: &mut Plan) {
         for e in edits {
             let sa = e.sa;
             let (op, list) = match e.edit.apply_to(&sa.pull_secrets, &sa.recorded) {
@@ -402,7 +404,9 @@ impl<'a> World<'a> {
                 ),
                 None => (Op::Unchanged, sa.pull_secrets.clone()),
             };
-            asm.final_lists.insert(key(&sa.namespace, &sa.name), list);
+            if checked.contains(sa.namespace.as_str()) {
+                asm.final_lists.insert(key(&sa.namespace, &sa.name), list);
+            }
             if e.in_scope && !sa.list_appliers.is_empty() && !self.targets.is_empty() {
                 plan.findings.push(Finding {
                     namespace: sa.namespace.clone(),

@@ -12,7 +12,7 @@ const NAMED_IN_MESSAGE: usize = 3;
 
 /// An existing copy of ours that is no longer wanted where it is.
 pub(super) struct Candidate<'a> {
-    secret: &'a SecretState,
+    pub(super) secret: &'a SecretState,
     /// Its namespace is not selected this run (as opposed to a renamed or dropped name).
     deselection: bool,
 }
