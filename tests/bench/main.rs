@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -126,35 +126,46 @@ fn machine() -> String {
     format!("{cpus} cores, control plane on the same machine")
 }
 
-async fn create_namespaces(client: &Client, n: usize) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let mut names: Vec<String> = (0..n).map(|i| format!("bench-{i:05}")).collect();
-    names.push(HOME.into());
+/// Creates every object with at most 32 requests in flight; one that already exists is fine.
+async fn create_all<K>(objects: impl IntoIterator<Item = (Api<K>, K)>)
+where
+    K: kube::Resource
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let mut set = JoinSet::new();
-    for name in names {
+    for (api, object) in objects {
         while set.len() >= 32 {
             set.join_next().await.unwrap().unwrap();
         }
-        let api = api.clone();
         set.spawn(async move {
-            let ns = Namespace {
-                metadata: ObjectMeta {
-                    name: Some(name),
-                    ..ObjectMeta::default()
-                },
-                ..Namespace::default()
-            };
-            match api.create(&PostParams::default(), &ns).await {
+            match api.create(&PostParams::default(), &object).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => panic!("creating a namespace: {e}"),
+                Err(e) => panic!("creating {object:?}: {e}"),
             }
         });
     }
     while let Some(r) = set.join_next().await {
         r.unwrap();
     }
-    // Wait for kube-controller-manager to give every namespace its default ServiceAccount.
+}
+
+fn named<K: kube::Resource + Default>(name: String) -> K {
+    let mut object = K::default();
+    object.meta_mut().name = Some(name);
+    object
+}
+
+async fn create_namespaces(client: &Client, n: usize) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let names = (0..n).map(|i| format!("bench-{i:05}")).chain([HOME.to_owned()]);
+    create_all(names.map(|name| (api.clone(), named::<Namespace>(name)))).await;
     let sas: Api<ServiceAccount> = Api::all(client.clone());
     loop {
         let mut count = 0;
@@ -176,32 +187,11 @@ async fn create_namespaces(client: &Client, n: usize) {
 
 /// `K - 1` more ServiceAccounts in every bench namespace, besides `default`.
 async fn create_service_accounts(client: &Client, namespaces: usize, per_namespace: usize) {
-    let mut set = JoinSet::new();
-    for i in 0..namespaces {
-        for k in 1..per_namespace {
-            while set.len() >= 32 {
-                set.join_next().await.unwrap().unwrap();
-            }
-            let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &format!("bench-{i:05}"));
-            set.spawn(async move {
-                let sa = ServiceAccount {
-                    metadata: ObjectMeta {
-                        name: Some(format!("workload-{k:02}")),
-                        ..ObjectMeta::default()
-                    },
-                    ..ServiceAccount::default()
-                };
-                match api.create(&PostParams::default(), &sa).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => panic!("creating a ServiceAccount: {e}"),
-                }
-            });
-        }
-    }
-    while let Some(r) = set.join_next().await {
-        r.unwrap();
-    }
+    let objects = (0..namespaces).flat_map(|i| {
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &format!("bench-{i:05}"));
+        (1..per_namespace).map(move |k| (api.clone(), named::<ServiceAccount>(format!("workload-{k:02}"))))
+    });
+    create_all(objects).await;
 }
 
 /// The API server's own counters: LIST response bytes, and request count and total seconds.
