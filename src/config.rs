@@ -89,6 +89,44 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("TIMEOUT_SECS", "300", "whole-run deadline in seconds"),
     ("OUTPUT", "text", "summary on stdout: text or json"),
     ("LOG_FORMAT", "text", "logs on stderr: text or json (RUST_LOG filters)"),
+    // Part of the contract, for features this version does not have yet: only the value that
+    // means "off" is accepted, anything else is an error that says so (never silently ignored).
+    (
+        "VERIFY",
+        "off",
+        "registry login check before writing: not available yet, only off",
+    ),
+    (
+        "REGISTRY_CA_FILE",
+        "",
+        "CA bundle for PULLSECRET_VERIFY: not available yet",
+    ),
+    ("EVENTS", "false", "Kubernetes Events: not available yet, only false"),
+    (
+        "PUSHGATEWAY_URL",
+        "",
+        "push run metrics to a Pushgateway: not available yet",
+    ),
+    (
+        "CLUSTER_NAME",
+        "",
+        "grouping label for pushed metrics: not available yet",
+    ),
+    (
+        "CREDENTIAL_PROVIDER_CONFIG",
+        "",
+        "kubelet credential-provider config (source mode): not available yet",
+    ),
+    (
+        "CREDENTIAL_PROVIDER_BIN_DIR",
+        "",
+        "credential-provider plugins: not available yet",
+    ),
+    (
+        "CREDENTIAL_PROVIDER_IMAGES",
+        "",
+        "images to get credentials for: not available yet",
+    ),
 ];
 
 /// Raw strings as envy reads them; everything is parsed by hand afterwards so that every error
@@ -117,6 +155,14 @@ struct Raw {
     timeout_secs: Option<String>,
     output: Option<String>,
     log_format: Option<String>,
+    verify: Option<String>,
+    registry_ca_file: Option<String>,
+    events: Option<String>,
+    pushgateway_url: Option<String>,
+    cluster_name: Option<String>,
+    credential_provider_config: Option<String>,
+    credential_provider_bin_dir: Option<String>,
+    credential_provider_images: Option<String>,
 }
 
 /// A string that must never reach a log line or an error message.
@@ -260,7 +306,52 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
+/// The contract's variables for features this version does not have: the "off" value passes,
+/// anything else is an error naming the variable (a setting is never silently ignored).
+fn reject_unavailable(raw: &Raw) -> Result<()> {
+    const NOT_YET: &str = "is not available in this version of pullsecret-reconciler";
+    match non_empty(raw.verify.clone()).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("off") => {}
+        Some(v @ ("warn" | "strict")) => bail!("PULLSECRET_VERIFY={v}: registry verification {NOT_YET}; use off"),
+        Some(other) => bail!("PULLSECRET_VERIFY: expected off, warn or strict, got {other:?}"),
+    }
+    if parse_bool("PULLSECRET_EVENTS", raw.events.clone(), false)? {
+        bail!("PULLSECRET_EVENTS=true: writing Events {NOT_YET}; use false");
+    }
+    let unavailable = [
+        (
+            "PULLSECRET_REGISTRY_CA_FILE",
+            &raw.registry_ca_file,
+            "registry verification",
+        ),
+        ("PULLSECRET_PUSHGATEWAY_URL", &raw.pushgateway_url, "pushing metrics"),
+        ("PULLSECRET_CLUSTER_NAME", &raw.cluster_name, "pushing metrics"),
+        (
+            "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG",
+            &raw.credential_provider_config,
+            "the credential-provider source",
+        ),
+        (
+            "PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR",
+            &raw.credential_provider_bin_dir,
+            "the credential-provider source",
+        ),
+        (
+            "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES",
+            &raw.credential_provider_images,
+            "the credential-provider source",
+        ),
+    ];
+    for (var, value, what) in unavailable {
+        if non_empty(value.clone()).is_some() {
+            bail!("{var}: {what} {NOT_YET}; leave it unset");
+        }
+    }
+    Ok(())
+}
+
 fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
+    reject_unavailable(&raw)?;
     let target = match non_empty(raw.secret_name) {
         Some(t) => {
             check_object_name(&t).with_context(|| format!("PULLSECRET_SECRET_NAME: invalid Secret name {t:?}"))?;
@@ -543,6 +634,73 @@ mod tests {
     }
 
     #[test]
+    fn contract_variables_of_features_not_yet_available_accept_only_off() {
+        let ok = [
+            ("PULLSECRET_VERIFY", "off"),
+            ("PULLSECRET_EVENTS", "false"),
+            ("PULLSECRET_PUSHGATEWAY_URL", ""),
+        ];
+        for (k, v) in ok {
+            assert!(parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), (k, v)]).is_ok(), "{k}={v}");
+        }
+        let refused = [
+            (
+                "PULLSECRET_VERIFY",
+                "strict",
+                "PULLSECRET_VERIFY=strict: registry verification is not available",
+            ),
+            (
+                "PULLSECRET_VERIFY",
+                "maybe",
+                "PULLSECRET_VERIFY: expected off, warn or strict",
+            ),
+            (
+                "PULLSECRET_EVENTS",
+                "true",
+                "PULLSECRET_EVENTS=true: writing Events is not available",
+            ),
+            ("PULLSECRET_EVENTS", "sure", "PULLSECRET_EVENTS: expected true or false"),
+            (
+                "PULLSECRET_REGISTRY_CA_FILE",
+                "/ca.pem",
+                "PULLSECRET_REGISTRY_CA_FILE: registry verification",
+            ),
+            (
+                "PULLSECRET_PUSHGATEWAY_URL",
+                "http://pg:9091",
+                "PULLSECRET_PUSHGATEWAY_URL: pushing metrics",
+            ),
+            (
+                "PULLSECRET_CLUSTER_NAME",
+                "prod",
+                "PULLSECRET_CLUSTER_NAME: pushing metrics",
+            ),
+            (
+                "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG",
+                "/c.yaml",
+                "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG: the credential-provider",
+            ),
+            (
+                "PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR",
+                "/bin",
+                "PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR: the credential-provider",
+            ),
+            (
+                "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES",
+                "x/y",
+                "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: the credential-provider",
+            ),
+        ];
+        for (k, v, want) in refused {
+            let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), (k, v)]);
+            assert!(e.contains(want), "{k}={v}: {e}");
+        }
+        // Even without another source, the unavailable mode is what the error names.
+        let e = err(&[("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG", "/c.yaml")]);
+        assert!(e.contains("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG"), "{e}");
+    }
+
+    #[test]
     fn prune_limit_zero_means_no_limit() {
         let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PRUNE_LIMIT", "0")]).unwrap();
         assert_eq!(c.policy.prune_limit, 0);
@@ -553,7 +711,7 @@ mod tests {
         let printed: BTreeSet<String> = VARIABLES.iter().map(|(n, _, _)| format!("{PREFIX}{n}")).collect();
         let read = known_variables();
         assert_eq!(printed, read);
-        assert!(read.len() >= 21, "{read:?}");
+        assert!(read.len() >= 29, "{read:?}");
         // And each one really is accepted: none is reported unknown.
         for name in &read {
             if let Err(e) = Config::from_env([(name.clone(), String::new())], false) {
