@@ -33,6 +33,8 @@ struct World<'a> {
     selected: BTreeSet<&'a str>,
     terminating: BTreeSet<&'a str>,
     existing: BTreeMap<(&'a str, &'a str), &'a SecretState>,
+    /// Every observed ServiceAccount by (namespace, name): sorted, one per name.
+    service_accounts: BTreeMap<(&'a str, &'a str), &'a ServiceAccountState>,
 }
 
 /// A ServiceAccount and what we want to do to its list.
@@ -152,6 +154,12 @@ impl<'a> World<'a> {
         for s in &observed.secrets {
             existing.entry((s.namespace.as_str(), s.name.as_str())).or_insert(s);
         }
+        let mut service_accounts = BTreeMap::new();
+        for sa in &observed.service_accounts {
+            service_accounts
+                .entry((sa.namespace.as_str(), sa.name.as_str()))
+                .or_insert(sa);
+        }
         World {
             policy,
             credentials,
@@ -162,6 +170,7 @@ impl<'a> World<'a> {
             selected,
             terminating,
             existing,
+            service_accounts,
         }
     }
 
@@ -301,15 +310,9 @@ impl<'a> World<'a> {
         if self.policy.service_accounts.is_empty() {
             return vec![];
         }
-        let mut sas: Vec<&ServiceAccountState> = self
-            .observed
-            .service_accounts
-            .iter()
+        self.service_accounts
+            .values()
             .filter(|sa| !self.terminating.contains(sa.namespace.as_str()))
-            .collect();
-        sas.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        sas.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
-        sas.into_iter()
             .map(|sa| {
                 let ns = sa.namespace.as_str();
                 let in_scope = self.selected.contains(ns) && any_matches(&self.policy.service_accounts, &sa.name);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Assembly, SaEdit, World, inventory_action, key};
-use crate::model::{Action, Finding, Kind, Listed, Op, Plan, Pods, SecretState, ServiceAccountState, Severity};
+use crate::model::{Action, Finding, Kind, Listed, Op, Plan, Pods, SecretState, Severity};
 
 /// How many objects a "kept" message names before it gives a count.
 const NAMED_IN_MESSAGE: usize = 3;
@@ -258,15 +258,12 @@ impl<'a> World<'a> {
     /// What still names `name` in `ns` once this run's ServiceAccount edits are done.
     fn named_by(&self, ns: &str, name: &str, final_lists: &BTreeMap<(String, String), Vec<String>>) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let mut sas: Vec<&ServiceAccountState> = self
-            .observed
+        // The namespace's ServiceAccounts: a range of the (namespace, name)-ordered index.
+        let in_namespace = self
             .service_accounts
-            .iter()
-            .filter(|s| s.namespace == ns)
-            .collect();
-        sas.sort_by(|a, b| a.name.cmp(&b.name));
-        sas.dedup_by(|a, b| a.name == b.name);
-        for sa in sas {
+            .range((ns, "")..)
+            .take_while(|((n, _), _)| *n == ns);
+        for (_, sa) in in_namespace {
             let list = final_lists
                 .get(&key(&sa.namespace, &sa.name))
                 .unwrap_or(&sa.pull_secrets);
