@@ -89,6 +89,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("TIMEOUT_SECS", "300", "whole-run deadline in seconds"),
     ("OUTPUT", "text", "summary on stdout: text or json"),
     ("LOG_FORMAT", "text", "logs on stderr: text or json (RUST_LOG filters)"),
+    (
+        "EVENTS",
+        "true",
+        "Events for problems and for runs that changed something (none when nothing to do); false = none",
+    ),
     // Part of the contract, for features this version does not have yet: only the value that
     // means "off" is accepted, anything else is an error that says so (never silently ignored).
     (
@@ -101,7 +106,6 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "CA bundle for PULLSECRET_VERIFY: not available yet",
     ),
-    ("EVENTS", "false", "Kubernetes Events: not available yet, only false"),
     (
         "PUSHGATEWAY_URL",
         "",
@@ -220,6 +224,8 @@ pub struct Config {
     pub timeout: Duration,
     pub output: Format,
     pub log_format: Format,
+    /// Write Events for problems and for runs that changed something.
+    pub events: bool,
 }
 
 impl Config {
@@ -314,9 +320,6 @@ fn reject_unavailable(raw: &Raw) -> Result<()> {
         None | Some("off") => {}
         Some(v @ ("warn" | "strict")) => bail!("PULLSECRET_VERIFY={v}: registry verification {NOT_YET}; use off"),
         Some(other) => bail!("PULLSECRET_VERIFY: expected off, warn or strict, got {other:?}"),
-    }
-    if parse_bool("PULLSECRET_EVENTS", raw.events.clone(), false)? {
-        bail!("PULLSECRET_EVENTS=true: writing Events {NOT_YET}; use false");
     }
     let unavailable = [
         (
@@ -466,6 +469,7 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     )?);
     let output = parse_format("PULLSECRET_OUTPUT", raw.output)?;
     let log_format = parse_format("PULLSECRET_LOG_FORMAT", raw.log_format)?;
+    let events = parse_bool("PULLSECRET_EVENTS", raw.events, true)?;
     Ok(Config {
         source,
         source_namespace,
@@ -483,6 +487,7 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
         timeout,
         output,
         log_format,
+        events,
     })
 }
 
@@ -653,11 +658,6 @@ mod tests {
                 "PULLSECRET_VERIFY",
                 "maybe",
                 "PULLSECRET_VERIFY: expected off, warn or strict",
-            ),
-            (
-                "PULLSECRET_EVENTS",
-                "true",
-                "PULLSECRET_EVENTS=true: writing Events is not available",
             ),
             ("PULLSECRET_EVENTS", "sure", "PULLSECRET_EVENTS: expected true or false"),
             (

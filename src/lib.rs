@@ -1,7 +1,7 @@
 //! pullsecret-reconciler: one stateless run converges registry pull Secrets and ServiceAccount
 //! `imagePullSecrets` in every selected namespace: observe -> plan -> apply -> report.
 //!
-//! Modules follow the data: `config` -> `source` -> `observe` -> `plan` -> `apply` -> `report`,
+//! Modules follow the data: `config` -> `source` -> `observe` -> `plan` -> `apply` -> `report` -> `notify`,
 //! each importing only `model` (the data passed between stages), the pure helpers `glob` and
 //! `reduce`, and earlier stages' outputs — never a later stage.
 
@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod glob;
 pub mod model;
+pub mod notify;
 pub mod observe;
 pub mod plan;
 pub mod reduce;
@@ -114,6 +115,35 @@ pub async fn run(
 
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);
     summary.service_accounts.listed = listed.as_str();
+    if config.events {
+        let anchor = match &config.source {
+            config::Source::Secrets(m) if !m.is_empty() => notify::Anchor {
+                namespace: source_namespace.to_owned(),
+                kind: "Secret",
+                name: m[0].source.clone(),
+            },
+            _ => notify::Anchor {
+                namespace: source_namespace.to_owned(),
+                kind: "ConfigMap",
+                name: INVENTORY_NAME.to_owned(),
+            },
+        };
+        let events = notify::events(&summary, &anchor);
+        let failed = notify::emit(client, &events, deadline).await;
+        if failed > 0 {
+            summary.problems.push(report::Problem {
+                namespace: String::new(),
+                kind: "Event".into(),
+                name: String::new(),
+                reason: "EventsNotWritten".into(),
+                message: format!(
+                    "{failed} of {} Events could not be written (see the logs)",
+                    events.len()
+                ),
+                severity: "warning",
+            });
+        }
+    }
     summary.api_requests = counter.snapshot();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     Ok(summary)

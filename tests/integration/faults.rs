@@ -323,7 +323,8 @@ spec:
                         "DeadlineExceeded",
                         "SecretNotWritten",
                         "StillReferenced",
-                        "TooManyRequests"
+                        "TooManyRequests",
+                        "EventsNotWritten"
                     ]
                     .contains(&p["reason"].as_str().unwrap()),
                     "unexpected problem under a tight deadline: {p}"
@@ -440,8 +441,11 @@ rules:
         "{}",
         run.stdout
     );
+    // (This identity may not write Events: that is a warning, not a failure.)
     assert!(
-        problems.iter().all(|p| p["namespace"] == denied.as_str()),
+        problems
+            .iter()
+            .all(|p| p["namespace"] == denied.as_str() || p["reason"] == "EventsNotWritten"),
         "only the denied namespace fails: {}",
         run.stdout
     );

@@ -7,6 +7,7 @@ mod support;
 
 mod badinput;
 mod controlplane;
+mod events;
 mod faults;
 mod fence;
 mod lifecycle;

@@ -102,7 +102,7 @@ async fn a_selector_typo_over_a_converged_cluster_deletes_nothing() {
     assert_eq!(run.code, 1, "{run:?}");
     let p = problem(&run, "EmptySelection");
     assert!(p["message"].as_str().unwrap().contains(&typo), "{p}");
-    assert_eq!(run.writes(), 0);
+    assert_eq!(run.writes(), 1, "only the run's summary Event");
     assert_eq!(env.snapshot().await, before, "no resourceVersion changed");
 }
 

@@ -1,0 +1,237 @@
+//! Stage 7, notify: the run's Summary -> `events.k8s.io/v1` Events (which ones: pure; sending
+//! them: thin I/O). One Warning Event on the affected object for every problem, and one summary
+//! Event per run that changed something or found a problem; none for a run with nothing to do.
+
+use k8s_openapi::api::events::v1::Event;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::time::{Instant, timeout_at};
+
+use crate::FIELD_MANAGER;
+use crate::report::Summary;
+
+/// The most Events one run writes; the last of them says how many were left out.
+pub const MAX_EVENTS: usize = 100;
+/// The API server's limit on `note` is 1 kB.
+const NOTE_BYTES: usize = 1000;
+
+/// One Event to write, regarding a namespaced object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSpec {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+    /// `Normal` or `Warning`.
+    pub type_: &'static str,
+    pub reason: String,
+    pub note: String,
+}
+
+/// Where the run's summary Event goes: the (first) source Secret, else the inventory ConfigMap,
+/// both in the source namespace.
+pub struct Anchor {
+    pub namespace: String,
+    pub kind: &'static str,
+    pub name: String,
+}
+
+/// The Events of a finished run, at most `MAX_EVENTS`. A dry run, or a run that changed nothing
+/// and found no problem, has none.
+pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
+    let s = &summary.secrets;
+    let a = &summary.service_accounts;
+    let changed = s.created + s.updated + s.deleted + a.patched > 0;
+    if summary.dry_run || summary.error.is_some() || (!changed && summary.problems.is_empty()) {
+        return vec![];
+    }
+    let mut out = vec![EventSpec {
+        namespace: anchor.namespace.clone(),
+        kind: anchor.kind.into(),
+        name: anchor.name.clone(),
+        type_: if summary.converged { "Normal" } else { "Warning" },
+        reason: if summary.converged {
+            "Reconciled"
+        } else {
+            "NotConverged"
+        }
+        .into(),
+        note: truncate(format!(
+            "Secrets: {} created, {} updated, {} deleted, {} kept, {} refused, {} conflicts, {} failed; \
+             ServiceAccounts: {} patched, {} failed; {} problem(s) in {} namespace(s) selected",
+            s.created,
+            s.updated,
+            s.deleted,
+            s.kept,
+            s.refused,
+            s.conflicts,
+            s.failed,
+            a.patched,
+            a.failed,
+            summary.problems.len(),
+            summary.namespaces.selected
+        )),
+    }];
+    for p in &summary.problems {
+        // Run-level problems (no object) are in the summary Event; the inventory lives in the
+        // source namespace.
+        let namespace = match (p.kind.as_str(), p.namespace.is_empty()) {
+            ("ConfigMap", true) => anchor.namespace.clone(),
+            (_, true) => continue,
+            _ => p.namespace.clone(),
+        };
+        if p.name.is_empty() {
+            continue;
+        }
+        out.push(EventSpec {
+            namespace,
+            kind: p.kind.clone(),
+            name: p.name.clone(),
+            type_: "Warning",
+            reason: p.reason.clone(),
+            note: truncate(p.message.clone()),
+        });
+    }
+    if out.len() > MAX_EVENTS {
+        let left_out = out.len() - (MAX_EVENTS - 1);
+        out.truncate(MAX_EVENTS - 1);
+        out.push(EventSpec {
+            type_: "Warning",
+            reason: "EventsLimited".into(),
+            note: format!(
+                "{left_out} more problem Event(s) of this run were left out (at most {MAX_EVENTS} per run); \
+                 the run's summary lists every problem"
+            ),
+            ..out[0].clone()
+        });
+    }
+    out
+}
+
+fn truncate(mut note: String) -> String {
+    if note.len() > NOTE_BYTES {
+        let mut cut = NOTE_BYTES - 3;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push('…');
+    }
+    note
+}
+
+/// Writes the Events, one at a time, within the run deadline. Returns how many could not be
+/// written: a failure is logged, never a reason to change the run's exit code.
+pub async fn emit(client: &Client, specs: &[EventSpec], deadline: Instant) -> usize {
+    // The kubelet-style instance name: this Pod (HOSTNAME in a Pod is its name), else "local".
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let instance: String = format!("{FIELD_MANAGER}-{host}").chars().take(128).collect();
+    let mut failed = 0;
+    for (i, spec) in specs.iter().enumerate() {
+        let api: Api<Event> = Api::namespaced(client.clone(), &spec.namespace);
+        let now = k8s_openapi::jiff::Timestamp::now();
+        // Named like the kubelet's Events: the object's name and a unique hex suffix.
+        let name = format!("{}.{:x}", spec.name, now.as_nanosecond() + i as i128);
+        let event: Result<Event, _> = serde_json::from_value(json!({
+            "metadata": { "name": name, "namespace": spec.namespace },
+            "eventTime": now.to_string(),
+            "reportingController": FIELD_MANAGER,
+            "reportingInstance": instance,
+            "action": "Reconcile",
+            "reason": spec.reason,
+            "type": spec.type_,
+            "note": spec.note,
+            "regarding": { "apiVersion": "v1", "kind": spec.kind, "namespace": spec.namespace, "name": spec.name },
+        }));
+        let sent = match event {
+            Ok(e) => match timeout_at(deadline, api.create(&PostParams::default(), &e)).await {
+                Ok(r) => r.map(drop).map_err(|e| e.to_string()),
+                Err(_) => Err("the run deadline passed".into()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = sent {
+            failed += 1;
+            tracing::warn!(namespace = %spec.namespace, reason = %spec.reason, error = %why, "Event not written");
+        }
+    }
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Problem;
+
+    fn anchor() -> Anchor {
+        Anchor {
+            namespace: "home".into(),
+            kind: "Secret",
+            name: "regcred".into(),
+        }
+    }
+
+    fn problem(ns: &str, name: &str, reason: &str) -> Problem {
+        Problem {
+            namespace: ns.into(),
+            kind: "Secret".into(),
+            name: name.into(),
+            reason: reason.into(),
+            message: "m".repeat(2000),
+            severity: "error",
+        }
+    }
+
+    #[test]
+    fn a_run_with_nothing_to_do_writes_no_event() {
+        let quiet = Summary {
+            converged: true,
+            ..Summary::default()
+        };
+        assert!(events(&quiet, &anchor()).is_empty());
+    }
+
+    #[test]
+    fn a_changing_run_gets_one_summary_event_on_the_source() {
+        let mut s = Summary {
+            converged: true,
+            ..Summary::default()
+        };
+        s.secrets.created = 3;
+        let e = events(&s, &anchor());
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].namespace.as_str(), e[0].name.as_str()), ("home", "regcred"));
+        assert_eq!((e[0].type_, e[0].reason.as_str()), ("Normal", "Reconciled"));
+        assert!(e[0].note.contains("3 created"));
+        s.dry_run = true;
+        assert!(events(&s, &anchor()).is_empty(), "a dry run writes nothing");
+    }
+
+    #[test]
+    fn every_problem_gets_a_warning_on_its_object_and_the_total_is_capped() {
+        let mut s = Summary {
+            problems: vec![
+                problem("a", "regcred", "NotOwned"),
+                problem("", "", "PruneLimitExceeded"),
+            ],
+            ..Summary::default()
+        };
+        let e = events(&s, &anchor());
+        assert_eq!(e.len(), 2, "the run-level problem is in the summary Event");
+        assert_eq!(
+            (e[1].namespace.as_str(), e[1].reason.as_str(), e[1].type_),
+            ("a", "NotOwned", "Warning")
+        );
+        assert_eq!(e[0].reason, "NotConverged");
+        assert!(e[1].note.len() <= NOTE_BYTES, "notes are cut to the API server's limit");
+
+        s.problems = (0..250)
+            .map(|i| problem(&format!("ns-{i}"), "regcred", "StillReferenced"))
+            .collect();
+        let e = events(&s, &anchor());
+        assert_eq!(e.len(), MAX_EVENTS);
+        let last = e.last().unwrap();
+        assert_eq!(last.reason, "EventsLimited");
+        assert!(last.note.starts_with("152 more"), "{}", last.note);
+    }
+}
