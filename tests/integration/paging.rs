@@ -14,6 +14,19 @@ use serde_json::json;
 
 use crate::support::{TEST_LABEL, TestEnv};
 
+/// Every namespace of this test, and the given ServiceAccount names or globs.
+fn policy(env: &TestEnv, service_accounts: &[&str]) -> Policy {
+    Policy {
+        include: vec![Glob::new("*").unwrap()],
+        exclude: vec![],
+        namespace_selector: Some(format!("{TEST_LABEL}={}", env.id)),
+        service_accounts: service_accounts.iter().map(|g| Glob::new(g).unwrap()).collect(),
+        adopt: Adopt::Patcher,
+        prune: true,
+        prune_limit: 10,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_list_follows_continue_tokens() {
     let env = TestEnv::new("pg1").await;
@@ -43,15 +56,7 @@ async fn every_list_follows_continue_tokens() {
         .unwrap();
     let client = ClientBuilder::try_from(config).unwrap().with_layer(&counter).build();
     let reader = Reader { client, page_size: 2 };
-    let policy = Policy {
-        include: vec![Glob::new("*").unwrap()],
-        exclude: vec![],
-        namespace_selector: Some(format!("{TEST_LABEL}={}", env.id)),
-        service_accounts: vec![Glob::new("default").unwrap()],
-        adopt: Adopt::Patcher,
-        prune: true,
-        prune_limit: 10,
-    };
+    let policy = policy(&env, &["default"]);
     let observed = reader
         .observe(&policy, std::slice::from_ref(&target), &env.home)
         .await
@@ -112,15 +117,7 @@ async fn service_accounts_are_read_by_name_unless_a_glob_or_a_delete_asks_for_al
         client: env.client.clone(),
         page_size: 2,
     };
-    let mut policy = Policy {
-        include: vec![Glob::new("*").unwrap()],
-        exclude: vec![],
-        namespace_selector: Some(format!("{TEST_LABEL}={}", env.id)),
-        service_accounts: vec![Glob::new("default").unwrap(), Glob::new("ci").unwrap()],
-        adopt: Adopt::Patcher,
-        prune: true,
-        prune_limit: 10,
-    };
+    let mut policy = policy(&env, &["default", "ci"]);
     let named = reader
         .observe(&policy, std::slice::from_ref(&src), &env.home)
         .await
