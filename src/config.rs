@@ -904,9 +904,12 @@ mod tests {
                 .map(|((name, _, _), v)| (format!("{PREFIX}{name}"), v.clone()))
                 .collect();
             if let Err(e) = Config::from_env(pairs, false) {
-                let password = &values[VARIABLES.iter().position(|(n, _, _)| *n == "REGISTRY_PASSWORD").unwrap()];
+                let at = VARIABLES.iter().position(|(n, _, _)| *n == "REGISTRY_PASSWORD").unwrap();
+                let password = &values[at];
                 let message = format!("{e:#}");
-                if password.len() > 3 {
+                // Text that also stands in a non-secret variable (which errors may quote) is no leak.
+                let elsewhere = values.iter().enumerate().any(|(i, v)| i != at && v.contains(password.as_str()));
+                if password.chars().count() > 3 && !elsewhere {
                     proptest::prop_assert!(!message.contains(password.as_str()), "{}", message);
                 }
             }
