@@ -820,6 +820,28 @@ proptest! {
     }
 
     #[test]
+    fn losing_the_inventory_never_deletes_a_forgotten_name((pol, creds, observed) in arb_world()) {
+        // Deleting the ConfigMap by hand makes prune forget retired names: no copy of one is
+        // deleted, and any other delete is one the full plan wants too (perhaps refused there
+        // by the deselection limit, which also counted the retired names' namespaces).
+        let full = plan(&pol, &creds, &observed);
+        let mut forgotten = observed.clone();
+        forgotten.inventory = Inventory::default();
+        forgotten.unlistable.clear();
+        let targets: Vec<&String> = creds.iter().map(|c| &c.target).collect();
+        for (ns, name) in deletes(&plan(&pol, &creds, &forgotten)) {
+            prop_assert!(targets.contains(&&name), "deleted {}/{}, a forgotten name", ns, name);
+            let wanted = full.actions.iter().any(|a| {
+                a.kind == Kind::Secret
+                    && a.namespace == ns
+                    && a.name == name
+                    && matches!(a.op, Op::DeleteSecret { .. } | Op::Refused { .. })
+            });
+            prop_assert!(wanted, "{}/{} deleted only without the inventory", ns, name);
+        }
+    }
+
+    #[test]
     fn never_deselects_more_than_the_limit_nor_on_an_empty_selection((pol, creds, observed) in arb_world()) {
         let p = plan(&pol, &creds, &observed);
         let d = deselected(&pol, &observed, &p);
