@@ -20,7 +20,7 @@ fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     meta.labels.as_ref().and_then(|a| a.get(key)).map(String::as_str)
 }
 
-pub fn split_list(s: &str) -> Vec<String> {
+fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
