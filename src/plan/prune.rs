@@ -147,9 +147,10 @@ impl<'a> World<'a> {
         let mut pods_unreadable = false;
         for c in candidates {
             let s = c.secret;
-            let named_by = self.named_by(&s.namespace, &s.name, &asm.final_lists);
-            let partial = self.observed.service_accounts_listed != Listed::All;
-            let op = if partial || self.observed.pods == Pods::NotRead {
+            // The first pass of a run has read neither every ServiceAccount nor the Pods.
+            let references_read =
+                self.observed.service_accounts_listed == Listed::All && self.observed.pods != Pods::NotRead;
+            let op = if !references_read {
                 plan.needs_references = true;
                 Op::Refused {
                     reason: "ReferencesNotRead",
@@ -157,24 +158,24 @@ impl<'a> World<'a> {
                         .into(),
                     names: vec![],
                 }
-            } else if !named_by.is_empty() {
-                Op::Kept {
-                    reason: "StillReferenced",
-                    message: kept_message(&named_by),
-                }
             } else {
-                match &self.observed.pods {
-                    Pods::Read(_) => Op::DeleteSecret {
+                let named_by = self.named_by(&s.namespace, &s.name, &asm.final_lists);
+                if !named_by.is_empty() {
+                    Op::Kept {
+                        reason: "StillReferenced",
+                        message: kept_message(&named_by),
+                    }
+                } else if matches!(self.observed.pods, Pods::Unreadable(_)) {
+                    pods_unreadable = true;
+                    Op::Refused {
+                        reason: "PodsNotListable",
+                        message: "not deleted: Pods could not be listed to check that none still names it".into(),
+                        names: vec![],
+                    }
+                } else {
+                    Op::DeleteSecret {
                         resource_version: s.resource_version.clone(),
                         uid: s.uid.clone(),
-                    },
-                    Pods::Unreadable(_) | Pods::NotRead => {
-                        pods_unreadable = true;
-                        Op::Refused {
-                            reason: "PodsNotListable",
-                            message: "not deleted: Pods could not be listed to check that none still names it".into(),
-                            names: vec![],
-                        }
                     }
                 }
             };
