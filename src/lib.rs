@@ -116,33 +116,8 @@ pub async fn run(
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);
     summary.service_accounts.listed = listed.as_str();
     if config.events {
-        let anchor = match &config.source {
-            config::Source::Secrets(m) if !m.is_empty() => notify::Anchor {
-                namespace: source_namespace.to_owned(),
-                kind: "Secret",
-                name: m[0].source.clone(),
-            },
-            _ => notify::Anchor {
-                namespace: source_namespace.to_owned(),
-                kind: "ConfigMap",
-                name: INVENTORY_NAME.to_owned(),
-            },
-        };
-        let events = notify::events(&summary, &anchor);
-        let failed = notify::emit(client, &events, deadline).await;
-        if failed > 0 {
-            summary.problems.push(report::Problem {
-                namespace: String::new(),
-                kind: "Event".into(),
-                name: String::new(),
-                reason: "EventsNotWritten".into(),
-                message: format!(
-                    "{failed} of {} Events could not be written (see the logs)",
-                    events.len()
-                ),
-                severity: "warning",
-            });
-        }
+        let anchor = notify::Anchor::of(&config.source, source_namespace);
+        notify::send(client, &mut summary, &anchor, deadline).await;
     }
     summary.api_requests = counter.snapshot();
     summary.duration_ms = started.elapsed().as_millis() as u64;

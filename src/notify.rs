@@ -8,8 +8,10 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::time::{Instant, timeout_at};
 
-use crate::FIELD_MANAGER;
-use crate::report::Summary;
+use crate::config::Source;
+use crate::model::Severity;
+use crate::report::{Summary, problem};
+use crate::{FIELD_MANAGER, INVENTORY_NAME};
 
 /// The most Events one run writes; the last of them says how many were left out.
 pub const MAX_EVENTS: usize = 100;
@@ -34,6 +36,40 @@ pub struct Anchor {
     pub namespace: String,
     pub kind: &'static str,
     pub name: String,
+}
+
+impl Anchor {
+    pub fn of(source: &Source, namespace: &str) -> Anchor {
+        let (kind, name) = match source {
+            Source::Secrets(m) if !m.is_empty() => ("Secret", m[0].source.clone()),
+            _ => ("ConfigMap", INVENTORY_NAME.to_owned()),
+        };
+        Anchor {
+            namespace: namespace.to_owned(),
+            kind,
+            name,
+        }
+    }
+}
+
+/// Writes the run's Events; any that could not be written become one warning in the summary.
+pub async fn send(client: &Client, summary: &mut Summary, anchor: &Anchor, deadline: Instant) {
+    let events = events(summary, anchor);
+    let failed = emit(client, &events, deadline).await;
+    if failed > 0 {
+        let message = format!(
+            "{failed} of {} Events could not be written (see the logs)",
+            events.len()
+        );
+        summary.problems.push(problem(
+            "",
+            "Event",
+            "",
+            "EventsNotWritten",
+            &message,
+            Severity::Warning,
+        ));
+    }
 }
 
 /// The Events of a finished run, at most `MAX_EVENTS`. A dry run, or a run that changed nothing
@@ -122,7 +158,7 @@ fn truncate(mut note: String) -> String {
 
 /// Writes the Events, one at a time, within the run deadline. Returns how many could not be
 /// written: a failure is logged, never a reason to change the run's exit code.
-pub async fn emit(client: &Client, specs: &[EventSpec], deadline: Instant) -> usize {
+async fn emit(client: &Client, specs: &[EventSpec], deadline: Instant) -> usize {
     // The kubelet-style instance name: this Pod (HOSTNAME in a Pod is its name), else "local".
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     let instance: String = format!("{FIELD_MANAGER}-{host}").chars().take(128).collect();

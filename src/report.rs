@@ -360,7 +360,14 @@ fn action_report(o: &Outcome, nothing_sent: bool) -> Option<ActionReport> {
     })
 }
 
-fn problem(namespace: &str, kind: &str, name: &str, reason: &str, message: &str, severity: Severity) -> Problem {
+pub(crate) fn problem(
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    reason: &str,
+    message: &str,
+    severity: Severity,
+) -> Problem {
     Problem {
         namespace: namespace.to_owned(),
         kind: kind.to_owned(),
