@@ -94,6 +94,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "true",
         "Events for problems and for runs that changed something (none when nothing to do); false = none",
     ),
+    (
+        "PUSHGATEWAY_URL",
+        "",
+        "push run metrics to this Prometheus Pushgateway (http:// or https://) at the end of a run",
+    ),
+    ("CLUSTER_NAME", "", "grouping label `cluster` for pushed metrics"),
     // Part of the contract, for features this version does not have yet: only the value that
     // means "off" is accepted, anything else is an error that says so (never silently ignored).
     (
@@ -105,16 +111,6 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "REGISTRY_CA_FILE",
         "",
         "CA bundle for PULLSECRET_VERIFY: not available yet",
-    ),
-    (
-        "PUSHGATEWAY_URL",
-        "",
-        "push run metrics to a Pushgateway: not available yet",
-    ),
-    (
-        "CLUSTER_NAME",
-        "",
-        "grouping label for pushed metrics: not available yet",
     ),
     (
         "CREDENTIAL_PROVIDER_CONFIG",
@@ -226,6 +222,17 @@ pub struct Config {
     pub log_format: Format,
     /// Write Events for problems and for runs that changed something.
     pub events: bool,
+    /// Push the run's metrics here at the end of a run.
+    pub pushgateway: Option<Pushgateway>,
+}
+
+/// Where and under which grouping key run metrics are pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushgateway {
+    /// `scheme://host[:port][/path]`, without a trailing slash.
+    pub url: String,
+    /// The `cluster` grouping label (PULLSECRET_CLUSTER_NAME).
+    pub cluster: Option<String>,
 }
 
 impl Config {
@@ -317,8 +324,6 @@ fn reject_unavailable(raw: &Raw) -> Result<()> {
             &raw.registry_ca_file,
             "registry verification",
         ),
-        ("PULLSECRET_PUSHGATEWAY_URL", &raw.pushgateway_url, "pushing metrics"),
-        ("PULLSECRET_CLUSTER_NAME", &raw.cluster_name, "pushing metrics"),
         (
             "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG",
             &raw.credential_provider_config,
@@ -460,6 +465,17 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     let output = parse_format("PULLSECRET_OUTPUT", raw.output)?;
     let log_format = parse_format("PULLSECRET_LOG_FORMAT", raw.log_format)?;
     let events = parse_bool("PULLSECRET_EVENTS", raw.events, true)?;
+    let cluster = non_empty(raw.cluster_name);
+    if cluster
+        .as_ref()
+        .is_some_and(|c| c.len() > 253 || c.chars().any(char::is_control))
+    {
+        bail!("PULLSECRET_CLUSTER_NAME: expected a name of at most 253 printable characters");
+    }
+    let pushgateway = non_empty(raw.pushgateway_url)
+        .map(|u| parse_pushgateway_url(&u))
+        .transpose()?
+        .map(|url| Pushgateway { url, cluster });
     Ok(Config {
         source,
         source_namespace,
@@ -478,7 +494,30 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
         output,
         log_format,
         events,
+        pushgateway,
     })
+}
+
+/// `http(s)://host[:port][/path]` -> the same without a trailing slash. The value is not echoed
+/// when it might carry credentials (user info).
+fn parse_pushgateway_url(value: &str) -> Result<String> {
+    const VAR: &str = "PULLSECRET_PUSHGATEWAY_URL";
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{VAR}: not a URL (expected http://host:port or https://host)"))?;
+    let authority = uri
+        .authority()
+        .with_context(|| format!("{VAR}: expected http://host:port or https://host, got {value:?}"))?;
+    if authority.as_str().contains('@') {
+        bail!("{VAR}: credentials in the URL are not supported (the value is not shown)");
+    }
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        bail!("{VAR}: expected an http:// or https:// URL, got {value:?}");
+    }
+    if uri.query().is_some() {
+        bail!("{VAR}: a query string is not supported, got {value:?}");
+    }
+    Ok(value.trim_end_matches('/').to_owned())
 }
 
 fn parse_mappings(list: &str) -> Result<Vec<Mapping>> {
@@ -660,16 +699,6 @@ mod tests {
                 "PULLSECRET_REGISTRY_CA_FILE: registry verification",
             ),
             (
-                "PULLSECRET_PUSHGATEWAY_URL",
-                "http://pg:9091",
-                "PULLSECRET_PUSHGATEWAY_URL: pushing metrics",
-            ),
-            (
-                "PULLSECRET_CLUSTER_NAME",
-                "prod",
-                "PULLSECRET_CLUSTER_NAME: pushing metrics",
-            ),
-            (
                 "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG",
                 "/c.yaml",
                 "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG: the credential-provider",
@@ -692,6 +721,47 @@ mod tests {
         // Even without another source, the unavailable mode is what the error names.
         let e = err(&[("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG", "/c.yaml")]);
         assert!(e.contains("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG"), "{e}");
+    }
+
+    #[test]
+    fn pushgateway_url_and_cluster_name() {
+        let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a")]).unwrap();
+        assert_eq!(c.pushgateway, None);
+        let c = parse(&[
+            ("PULLSECRET_SOURCE_SECRETS", "a"),
+            ("PULLSECRET_PUSHGATEWAY_URL", " http://pushgateway.monitoring:9091/ "),
+            ("PULLSECRET_CLUSTER_NAME", "prod-eu/1"),
+        ])
+        .unwrap();
+        let want = Pushgateway {
+            url: "http://pushgateway.monitoring:9091".into(),
+            cluster: Some("prod-eu/1".into()),
+        };
+        assert_eq!(c.pushgateway, Some(want));
+        // A cluster name alone is accepted (a fleet may set it everywhere) and used by nothing else.
+        assert!(parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_CLUSTER_NAME", "x")]).is_ok());
+        let refused = [
+            (
+                "pushgateway:9091",
+                "PULLSECRET_PUSHGATEWAY_URL: expected an http:// or https:// URL",
+            ),
+            ("/metrics", "PULLSECRET_PUSHGATEWAY_URL: expected http://host:port"),
+            (
+                "ftp://pg:21",
+                "PULLSECRET_PUSHGATEWAY_URL: expected an http:// or https:// URL",
+            ),
+            ("http://pg:9091/?x=1", "a query string is not supported"),
+            ("not a url", "PULLSECRET_PUSHGATEWAY_URL: not a URL"),
+        ];
+        for (v, want) in refused {
+            let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PUSHGATEWAY_URL", v)]);
+            assert!(e.contains(want), "{v}: {e}");
+        }
+        let e = err(&[
+            ("PULLSECRET_SOURCE_SECRETS", "a"),
+            ("PULLSECRET_PUSHGATEWAY_URL", "https://admin:hunter2@pg:9091"),
+        ]);
+        assert!(e.contains("credentials in the URL") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! pullsecret-reconciler: one stateless run converges registry pull Secrets and ServiceAccount
 //! `imagePullSecrets` in every selected namespace: observe -> plan -> apply -> report.
 //!
-//! Modules follow the data: `config` -> `source` -> `observe` -> `plan` -> `apply` -> `report` -> `notify`,
+//! Modules follow the data: `config` -> `source` -> `observe` -> `plan` -> `apply` -> `report` -> `notify`
+//! -> `metrics`,
 //! each importing only `model` (the data passed between stages), the pure helpers `glob` and
 //! `reduce`, and earlier stages' outputs — never a later stage.
 
@@ -9,6 +10,7 @@ pub mod apply;
 pub mod client;
 pub mod config;
 pub mod glob;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod observe;
@@ -122,4 +124,32 @@ pub async fn run(
     summary.api_requests = counter.snapshot();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
+}
+
+/// After a run (finished or stopped): push its metrics when a Pushgateway is configured. A dry run
+/// pushes nothing (it refreshed nothing). A failed push is a warning in the summary and the log;
+/// it never changes the exit code.
+pub async fn push_metrics(config: &Config, summary: &mut Summary) {
+    let Some(target) = &config.pushgateway else { return };
+    if summary.dry_run {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    match metrics::push(target, metrics::encode(summary, now)).await {
+        Ok(()) => tracing::info!(url = %metrics::push_url(target), "pushed run metrics"),
+        Err(message) => {
+            tracing::warn!(error = %message, "pushing run metrics failed");
+            summary.problems.push(report::problem(
+                "",
+                "Pushgateway",
+                "",
+                "MetricsNotPushed",
+                &message,
+                model::Severity::Warning,
+            ));
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use pullsecret_reconciler::config::{Config, DryRun, Format, PREFIX, VARIABLES};
-use pullsecret_reconciler::{Summary, client, run};
+use pullsecret_reconciler::{Summary, client, push_metrics, run};
 
 fn help() -> String {
     let mut s = format!(
@@ -106,12 +106,14 @@ fn main() -> ExitCode {
             run(&config, &kube, &counter, &namespace).await
         }
         .await;
-        result.unwrap_or_else(|e| {
+        let mut summary = result.unwrap_or_else(|e| {
             tracing::error!(error = %format!("{e:#}"), "stopped before writing anything");
             let mut s = Summary::aborted(config.dry_run, &e);
             s.api_requests = counter.snapshot();
             s
-        })
+        });
+        push_metrics(&config, &mut summary).await;
+        summary
     });
     match config.output {
         Format::Json => println!("{}", summary.to_json()),

@@ -11,6 +11,7 @@ mod events;
 mod faults;
 mod fence;
 mod lifecycle;
+mod metrics;
 mod paging;
 mod prune;
 mod reconcile;

@@ -7,6 +7,7 @@ pub mod controlplane;
 pub mod fixtures;
 pub mod kubeconfig;
 pub mod proxy;
+pub mod pushgateway;
 pub mod runner;
 
 pub use controlplane::{ControlPlane, client_for};
