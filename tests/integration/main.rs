@@ -6,6 +6,7 @@
 mod support;
 
 mod badinput;
+mod chart;
 mod controlplane;
 mod events;
 mod faults;

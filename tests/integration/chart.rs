@@ -1,0 +1,453 @@
+//! The Helm chart (charts/pullsecret-reconciler) with a real `helm`, built once from its Go module
+//! (tests/tools/helm, cached beside the control plane): `helm lint`, the same objects as the
+//! kustomize base with default values, RBAC names derived from the configuration, a server-side
+//! dry run of `helm template`, and a real `helm install` on a control plane of its own whose
+//! CronJob identity converges under the chart's RBAC and admission fence.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::Value;
+
+use crate::support::{ControlPlane, TestEnv, client_for, is_ours, secret_data};
+
+const NS: &str = "pullsecret-reconciler";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    root().join("charts/pullsecret-reconciler")
+}
+
+/// The cached helm binary (built on first use; a build failure fails the test, saying why).
+fn helm() -> &'static Path {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(root().join("tests/tools/build.sh"))
+            .arg("helm")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building helm from its Go module failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+/// The chart tests' own control plane: the shared one carries the kustomize install, whose
+/// cluster-scoped objects (ClusterRole, admission policy) have the same names.
+fn cp() -> &'static ControlPlane {
+    static CP: OnceLock<&'static ControlPlane> = OnceLock::new();
+    CP.get_or_init(|| Box::leak(Box::new(ControlPlane::start())))
+}
+
+fn helm_cmd(cp: &ControlPlane, args: &[&str]) -> Output {
+    Command::new(helm())
+        .args(args)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        // helm keeps its caches and repository config here, never in the user's home.
+        .env("HELM_CACHE_HOME", cp.kubeconfig.with_file_name("helm-cache"))
+        .env("HELM_CONFIG_HOME", cp.kubeconfig.with_file_name("helm-config"))
+        .env("HELM_DATA_HOME", cp.kubeconfig.with_file_name("helm-data"))
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn template(cp: &ControlPlane, set: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec!["template", "pullsecret-reconciler", chart.to_str().unwrap()];
+    for s in set {
+        args.extend(["--set", s]);
+    }
+    ok(helm_cmd(cp, &args), "helm template")
+}
+
+fn kubectl_stdin(cp: &ControlPlane, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cp
+        .kubectl()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// YAML documents -> objects keyed by "Kind/name", by kubectl's own parser (client-side).
+fn objects(cp: &ControlPlane, yaml: &str) -> BTreeMap<String, Value> {
+    let json = ok(
+        kubectl_stdin(cp, &["create", "--dry-run=client", "-o", "json", "-f", "-"], yaml),
+        "kubectl create --dry-run=client",
+    );
+    serde_json::Deserializer::from_str(&json)
+        .into_iter::<Value>()
+        .map(|v| {
+            let v = v.unwrap();
+            let key = format!(
+                "{}/{}",
+                v["kind"].as_str().unwrap(),
+                v["metadata"]["name"].as_str().unwrap()
+            );
+            (key, v)
+        })
+        .collect()
+}
+
+/// Drops the labels Helm adds (instance, version, managed-by: Helm, chart) wherever labels are.
+fn without_helm_labels(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Object(labels)) = map.get_mut("labels") {
+                labels.remove("app.kubernetes.io/instance");
+                labels.remove("app.kubernetes.io/version");
+                labels.remove("helm.sh/chart");
+                if labels.get("app.kubernetes.io/managed-by") == Some(&Value::from("Helm")) {
+                    labels.remove("app.kubernetes.io/managed-by");
+                }
+            }
+            map.values_mut().for_each(without_helm_labels);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_helm_labels),
+        _ => {}
+    }
+}
+
+fn rules(objects: &BTreeMap<String, Value>, key: &str) -> Vec<(Vec<String>, Vec<String>)> {
+    objects[key]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resources"] == serde_json::json!(["secrets"]))
+        .map(|r| {
+            let strings = |v: &Value| -> Vec<String> {
+                v.as_array()
+                    .map(|a| a.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default()
+            };
+            (strings(&r["resourceNames"]), strings(&r["verbs"]))
+        })
+        .collect()
+}
+
+#[test]
+fn the_chart_lints_and_renders_the_kustomize_base() {
+    let cp = cp();
+    let lint = helm_cmd(cp, &["lint", "--strict", chart().to_str().unwrap()]);
+    let text = ok(lint, "helm lint --strict");
+    assert!(text.contains("0 chart(s) failed"), "{text}");
+
+    let mut chart = objects(cp, &template(cp, &[]));
+    let kustomized = ok(
+        cp.kubectl()
+            .arg("kustomize")
+            .arg(root().join("manifests"))
+            .output()
+            .unwrap(),
+        "kubectl kustomize",
+    );
+    // kustomize names the generated ConfigMap with a content hash; the chart names it plainly.
+    let hashed = kustomized
+        .lines()
+        .skip_while(|l| *l != "kind: ConfigMap")
+        .find_map(|l| l.strip_prefix("  name: "))
+        .unwrap()
+        .to_owned();
+    assert!(hashed.starts_with("pullsecret-reconciler-"), "{hashed}");
+    let base = objects(cp, &kustomized.replace(&hashed, "pullsecret-reconciler"));
+    chart.values_mut().for_each(without_helm_labels);
+    assert_eq!(
+        chart.keys().collect::<Vec<_>>(),
+        base.keys().collect::<Vec<_>>(),
+        "the same objects"
+    );
+    for (key, object) in &base {
+        assert_eq!(
+            &chart[key], object,
+            "{key} differs between the chart (left) and the kustomize base (right)"
+        );
+    }
+
+    // Every PULLSECRET_* setting is a value (the two credentials go through envFromSecret).
+    let values = std::fs::read_to_string(chart_path("values.yaml")).unwrap();
+    let mut listed: Vec<String> = values
+        .lines()
+        .filter_map(|l| l.strip_prefix("  PULLSECRET_"))
+        .map(|l| format!("PULLSECRET_{}", l.split(':').next().unwrap()))
+        .chain([
+            "PULLSECRET_DOCKERCONFIGJSON".into(),
+            "PULLSECRET_REGISTRY_PASSWORD".into(),
+        ])
+        .collect();
+    listed.sort();
+    let known: Vec<String> = pullsecret_reconciler::config::known_variables().into_iter().collect();
+    assert_eq!(listed, known, "values.yaml config lists every variable");
+
+    // One version everywhere; never `latest`.
+    let version = env!("CARGO_PKG_VERSION");
+    let chart_yaml = std::fs::read_to_string(chart_path("Chart.yaml")).unwrap();
+    assert!(chart_yaml.contains(&format!("\nversion: {version}\n")), "{chart_yaml}");
+    assert!(
+        chart_yaml.contains(&format!("\nappVersion: \"{version}\"\n")),
+        "{chart_yaml}"
+    );
+    let image = chart["CronJob/pullsecret-reconciler"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        [0]["image"]
+        .clone();
+    assert_eq!(image, format!("pullsecret-reconciler:{version}"));
+}
+
+fn chart_path(file: &str) -> PathBuf {
+    chart().join(file)
+}
+
+#[test]
+fn the_chart_rbac_names_follow_the_configuration() {
+    let cp = cp();
+    let o = objects(
+        cp,
+        &template(
+            cp,
+            &[
+                "config.PULLSECRET_SOURCE_SECRETS=regcred=pull\\, ghcr",
+                "rbac.extraSecretNames={old-name}",
+            ],
+        ),
+    );
+    let cluster = rules(&o, "ClusterRole/pullsecret-reconciler");
+    let writes: Vec<String> = ["pull", "ghcr", "old-name"].map(String::from).into();
+    assert_eq!(cluster[0].0, writes, "{cluster:?}");
+    assert_eq!(cluster[1], (vec![], vec!["create".to_string()]));
+    let own = rules(&o, "Role/pullsecret-reconciler");
+    assert_eq!(
+        own,
+        vec![(vec!["regcred".to_string(), "ghcr".to_string()], vec!["get".to_string()])]
+    );
+
+    // The inline/file/registry modes: PULLSECRET_SECRET_NAME is written, no source Secret is read.
+    let o = objects(
+        cp,
+        &template(
+            cp,
+            &[
+                "config.PULLSECRET_SOURCE_SECRETS=",
+                "config.PULLSECRET_DOCKERCONFIGJSON_FILE=/etc/pull/config.json",
+                "config.PULLSECRET_SECRET_NAME=registry-pull",
+                "envFromSecret=ci-credentials",
+            ],
+        ),
+    );
+    assert_eq!(
+        rules(&o, "ClusterRole/pullsecret-reconciler")[0].0,
+        vec!["registry-pull".to_string()]
+    );
+    assert!(rules(&o, "Role/pullsecret-reconciler").is_empty());
+    let container =
+        &o["CronJob/pullsecret-reconciler"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["envFrom"][1]["secretRef"]["name"], "ci-credentials");
+
+    // A credential in values is refused, naming the value and not echoing it.
+    let chart = chart();
+    let refused = helm_cmd(
+        cp,
+        &[
+            "template",
+            "x",
+            chart.to_str().unwrap(),
+            "--set",
+            "config.PULLSECRET_REGISTRY_PASSWORD=fake-hunter2",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("config.PULLSECRET_REGISTRY_PASSWORD: a credential does not belong in values"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fake-hunter2"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_converges_under_the_charts_rbac_and_fence() {
+    let cp = cp();
+    // `helm template | kubectl apply --dry-run=server`: a server-side dry run cannot see a
+    // Namespace it did not persist, so this one renders into a namespace that exists.
+    let dry_ns = "chart-dry-run";
+    ok(
+        cp.kubectl().args(["create", "namespace", dry_ns]).output().unwrap(),
+        "create namespace",
+    );
+    let rendered = template(cp, &["namespace.create=false", &format!("namespace.name={dry_ns}")]);
+    ok(
+        kubectl_stdin(
+            cp,
+            &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+            &rendered,
+        ),
+        "kubectl apply --dry-run=server of helm template",
+    );
+
+    let chart = chart();
+    let install = helm_cmd(
+        cp,
+        &[
+            "install",
+            "pullsecret-reconciler",
+            chart.to_str().unwrap(),
+            "--namespace",
+            "default",
+        ],
+    );
+    let text = ok(install, "helm install");
+    assert!(text.contains("STATUS: deployed"), "{text}");
+    assert!(text.contains("create secret docker-registry regcred"), "NOTES: {text}");
+
+    let env = TestEnv::on(cp, "hc1").await;
+    let bytes = crate::support::fake_dockerconfig("fake-user", "fake-password");
+    env.put_dockerconfig(NS, "regcred", &bytes, &[]).await;
+    let namespaces: Vec<String> = (0..3).map(|i| env.name(&format!("n{i}"))).collect();
+    for ns in &namespaces {
+        env.create_namespace(ns, &[], &[]).await;
+    }
+
+    // The settings the CronJob would get: the chart's ConfigMap, and the in-cluster namespace.
+    let config: ConfigMap = Api::namespaced(env.client.clone(), NS)
+        .get("pullsecret-reconciler")
+        .await
+        .unwrap();
+    let mut vars: Vec<(String, String)> = config
+        .data
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT")
+        .collect();
+    vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), NS.into()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let kubeconfig = cp.service_account_kubeconfig(NS, "pullsecret-reconciler").await;
+
+    // The fence is live for the job's identity (the API server loads policies asynchronously).
+    let client = client_for(&kubeconfig).await;
+    let mut fenced = false;
+    for _ in 0..300 {
+        let stray = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("not-managed".into()),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/dockerconfigjson".into()),
+            data: Some(
+                [(
+                    ".dockerconfigjson".to_string(),
+                    k8s_openapi::ByteString(br#"{"auths":{}}"#.to_vec()),
+                )]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        let r = Api::<Secret>::namespaced(client.clone(), &namespaces[0])
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &stray,
+            )
+            .await;
+        if let Err(kube::Error::Api(s)) = &r
+            && s.message.contains("pullsecret-reconciler fence [secret-name]")
+        {
+            fenced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        fenced,
+        "the chart's admission fence never denied an unmanaged Secret name"
+    );
+
+    for round in 0..2 {
+        let run = env.run_as(&kubeconfig, &vars).await;
+        assert_eq!(run.code, 0, "round {round}: {run:?}");
+        if round == 1 {
+            assert_eq!(run.writes(), 0, "{}", run.stdout);
+        }
+    }
+    for ns in &namespaces {
+        let s = env.secret(ns, "regcred").await.unwrap();
+        assert!(is_ours(&s) && secret_data(&s) == bytes);
+        assert_eq!(env.pull_secrets(ns, "default").await, vec!["regcred".to_string()]);
+    }
+
+    // An upgrade that renames the target moves the RBAC with it; uninstall removes it all.
+    let upgrade = helm_cmd(
+        cp,
+        &[
+            "upgrade",
+            "pullsecret-reconciler",
+            chart.to_str().unwrap(),
+            "--namespace",
+            "default",
+            "--set",
+            "config.PULLSECRET_SOURCE_SECRETS=regcred=pull",
+            "--set",
+            "rbac.extraSecretNames={regcred}",
+        ],
+    );
+    ok(upgrade, "helm upgrade");
+    let role = ok(
+        cp.kubectl()
+            .args(["get", "clusterrole", "pullsecret-reconciler", "-o", "json"])
+            .output()
+            .unwrap(),
+        "get clusterrole",
+    );
+    let role: Value = serde_json::from_str(&role).unwrap();
+    assert_eq!(
+        role["rules"][2]["resourceNames"],
+        serde_json::json!(["pull", "regcred"])
+    );
+    ok(
+        helm_cmd(
+            cp,
+            &[
+                "uninstall",
+                "pullsecret-reconciler",
+                "--namespace",
+                "default",
+                "--wait",
+                "--debug",
+            ],
+        ),
+        "helm uninstall",
+    );
+    let gone = cp
+        .kubectl()
+        .args(["get", "clusterrole", "pullsecret-reconciler"])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "the ClusterRole is removed with the release");
+}
