@@ -451,3 +451,95 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
         .unwrap();
     assert!(!gone.status.success(), "the ClusterRole is removed with the release");
 }
+
+/// The lines of the block under `key:` in `file`'s text, dedented (the examples' YAML is ours and
+/// regular: two-space indentation, no flow style in these blocks).
+fn block(text: &str, key: &str) -> String {
+    let mut lines = text.lines().skip_while(|l| l.trim_start() != key);
+    let head = lines.next().unwrap_or_else(|| panic!("no {key} in the example"));
+    let indent = head.len() - head.trim_start().len();
+    let body: Vec<&str> = lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+        .collect();
+    let strip = body.iter().map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+    body.iter().map(|l| format!("{}\n", &l[strip.min(l.len())..])).collect()
+}
+
+#[test]
+fn fleet_examples_render_with_what_we_ship() {
+    let cp = cp();
+    let examples = root().join("manifests/examples");
+    let dir = cp.kubeconfig.with_file_name("fleet-examples");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Argo CD: the ApplicationSet's chart path and values, as Argo CD's helm would render them
+    // for a cluster named prod-eu-1.
+    let appset = std::fs::read_to_string(examples.join("argocd-applicationset.yaml")).unwrap();
+    assert!(appset.contains("path: charts/pullsecret-reconciler\n"));
+    let values = block(&appset, "valuesObject:").replace("{{ .name }}", "prod-eu-1");
+    std::fs::write(dir.join("values.yaml"), values).unwrap();
+    let chart = chart();
+    let values_path = dir.join("values.yaml");
+    let rendered = ok(
+        helm_cmd(
+            cp,
+            &[
+                "template",
+                "pullsecret-reconciler",
+                chart.to_str().unwrap(),
+                "-f",
+                values_path.to_str().unwrap(),
+            ],
+        ),
+        "helm template with the ApplicationSet's values",
+    );
+    let o = objects(cp, &rendered);
+    let data = &o["ConfigMap/pullsecret-reconciler"]["data"];
+    assert_eq!(data["PULLSECRET_CLUSTER_NAME"], "prod-eu-1");
+    assert_eq!(data["PULLSECRET_SOURCE_SECRETS"], "regcred");
+    let pod = &o["CronJob/pullsecret-reconciler"]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "registry.example.com/pullsecret-reconciler:0.1.0"
+    );
+
+    // Flux: the Kustomization's path, images and patches, as an overlay on the shipped base.
+    let flux = std::fs::read_to_string(examples.join("flux-kustomization.yaml")).unwrap();
+    assert!(flux.contains("path: ./manifests\n"));
+    // kustomize accepts a base only by a relative path: the overlay lives under target/.
+    let overlay_dir = root().join(format!("target/fleet-overlay-{}", std::process::id()));
+    std::fs::create_dir_all(&overlay_dir).unwrap();
+    let overlay = format!(
+        "resources:\n  - ../../manifests\nimages:\n{}patches:\n{}",
+        block(&flux, "images:")
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>(),
+        block(&flux, "patches:")
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>(),
+    );
+    std::fs::write(overlay_dir.join("kustomization.yaml"), overlay).unwrap();
+    let built = cp.kubectl().arg("kustomize").arg(&overlay_dir).output().unwrap();
+    std::fs::remove_dir_all(&overlay_dir).unwrap();
+    let built = ok(built, "kubectl kustomize (Flux overlay)");
+    let o = objects(cp, &built);
+    let config = o
+        .iter()
+        .find(|(k, _)| k.starts_with("ConfigMap/pullsecret-reconciler-"))
+        .map(|(_, v)| v)
+        .expect("the generated settings ConfigMap");
+    assert_eq!(config["data"]["PULLSECRET_CLUSTER_NAME"], "prod-eu-1");
+    assert_eq!(config["data"]["PULLSECRET_SOURCE_SECRETS"], "regcred");
+    let pod = &o["CronJob/pullsecret-reconciler"]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "registry.example.com/pullsecret-reconciler:0.1.0"
+    );
+
+    // Neither example carries a credential.
+    for text in [&appset, &flux] {
+        assert!(!text.contains("PASSWORD") && !text.contains("DOCKERCONFIGJSON:") && !text.contains("auths"));
+    }
+}
