@@ -100,6 +100,26 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "push run metrics to this Prometheus Pushgateway (http:// or https://) at the end of a run",
     ),
     ("CLUSTER_NAME", "", "grouping label `cluster` for pushed metrics"),
+    (
+        "CREDENTIAL_PROVIDER_CONFIG",
+        "",
+        "source mode: a kubelet CredentialProviderConfig file (kubelet.config.k8s.io/v1)",
+    ),
+    (
+        "CREDENTIAL_PROVIDER_BIN_DIR",
+        "",
+        "folder of the credential-provider plugin binaries (with ..._CONFIG)",
+    ),
+    (
+        "CREDENTIAL_PROVIDER_IMAGES",
+        "",
+        "comma list of image references to get credentials for (with ..._CONFIG)",
+    ),
+    (
+        "CREDENTIAL_PROVIDER_SERVICE_ACCOUNT",
+        "pullsecret-reconciler",
+        "ServiceAccount (`name` in the source namespace, or `namespace/name`) whose token goes to providers with tokenAttributes",
+    ),
     // Part of the contract, for features this version does not have yet: only the value that
     // means "off" is accepted, anything else is an error that says so (never silently ignored).
     (
@@ -111,21 +131,6 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "REGISTRY_CA_FILE",
         "",
         "CA bundle for PULLSECRET_VERIFY: not available yet",
-    ),
-    (
-        "CREDENTIAL_PROVIDER_CONFIG",
-        "",
-        "kubelet credential-provider config (source mode): not available yet",
-    ),
-    (
-        "CREDENTIAL_PROVIDER_BIN_DIR",
-        "",
-        "credential-provider plugins: not available yet",
-    ),
-    (
-        "CREDENTIAL_PROVIDER_IMAGES",
-        "",
-        "images to get credentials for: not available yet",
     ),
 ];
 
@@ -163,6 +168,7 @@ struct Raw {
     credential_provider_config: Option<String>,
     credential_provider_bin_dir: Option<String>,
     credential_provider_images: Option<String>,
+    credential_provider_service_account: Option<String>,
 }
 
 /// A string that must never reach a log line or an error message.
@@ -198,6 +204,16 @@ pub enum Source {
         username: String,
         password: Sensitive,
         email: Option<String>,
+        target: String,
+    },
+    /// kubelet credential-provider plugins (`PULLSECRET_CREDENTIAL_PROVIDER_*`).
+    CredentialProvider {
+        config: String,
+        bin_dir: String,
+        images: Vec<String>,
+        /// Whose token a provider with `tokenAttributes` gets: (namespace or None for the source
+        /// namespace, name).
+        service_account: (Option<String>, String),
         target: String,
     },
 }
@@ -318,32 +334,8 @@ fn reject_unavailable(raw: &Raw) -> Result<()> {
         Some(v @ ("warn" | "strict")) => bail!("PULLSECRET_VERIFY={v}: registry verification {NOT_YET}; use off"),
         Some(other) => bail!("PULLSECRET_VERIFY: expected off, warn or strict, got {other:?}"),
     }
-    let unavailable = [
-        (
-            "PULLSECRET_REGISTRY_CA_FILE",
-            &raw.registry_ca_file,
-            "registry verification",
-        ),
-        (
-            "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG",
-            &raw.credential_provider_config,
-            "the credential-provider source",
-        ),
-        (
-            "PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR",
-            &raw.credential_provider_bin_dir,
-            "the credential-provider source",
-        ),
-        (
-            "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES",
-            &raw.credential_provider_images,
-            "the credential-provider source",
-        ),
-    ];
-    for (var, value, what) in unavailable {
-        if non_empty(value.clone()).is_some() {
-            bail!("{var}: {what} {NOT_YET}; leave it unset");
-        }
+    if non_empty(raw.registry_ca_file.clone()).is_some() {
+        bail!("PULLSECRET_REGISTRY_CA_FILE: registry verification {NOT_YET}; leave it unset");
     }
     Ok(())
 }
@@ -381,6 +373,26 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     if registry_set {
         modes.push("PULLSECRET_REGISTRY_*");
     }
+    let provider_config = non_empty(raw.credential_provider_config);
+    let provider_bin_dir = non_empty(raw.credential_provider_bin_dir);
+    let provider_images = non_empty(raw.credential_provider_images);
+    let provider_account = non_empty(raw.credential_provider_service_account);
+    if provider_config.is_some() {
+        modes.push("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG");
+    } else {
+        for (var, set) in [
+            ("PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR", provider_bin_dir.is_some()),
+            ("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES", provider_images.is_some()),
+            (
+                "PULLSECRET_CREDENTIAL_PROVIDER_SERVICE_ACCOUNT",
+                provider_account.is_some(),
+            ),
+        ] {
+            if set {
+                bail!("{var} is set without PULLSECRET_CREDENTIAL_PROVIDER_CONFIG");
+            }
+        }
+    }
     if modes.len() > 1 {
         bail!(
             "more than one credentials source is set ({}): set exactly one",
@@ -396,6 +408,43 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
         }
     } else if let Some(path) = file {
         Source::File { path, target }
+    } else if let Some(config) = provider_config {
+        let bin_dir = provider_bin_dir
+            .context("PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR is required with PULLSECRET_CREDENTIAL_PROVIDER_CONFIG")?;
+        let list = provider_images
+            .context("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES is required with PULLSECRET_CREDENTIAL_PROVIDER_CONFIG")?;
+        let mut images: Vec<String> = Vec::new();
+        for image in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if crate::kubelet::parse(image).is_none() || image.starts_with('/') {
+                bail!("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: {image:?} is not an image reference");
+            }
+            if !images.iter().any(|i| i == image) {
+                images.push(image.to_owned());
+            }
+        }
+        if images.is_empty() {
+            bail!("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: no image given");
+        }
+        let account = provider_account.unwrap_or_else(|| "pullsecret-reconciler".to_owned());
+        let service_account = match account.split_once('/') {
+            Some((ns, name)) => (Some(ns.to_owned()), name.to_owned()),
+            None => (None, account.clone()),
+        };
+        for part in [service_account.0.as_deref(), Some(service_account.1.as_str())]
+            .into_iter()
+            .flatten()
+        {
+            check_object_name(part).with_context(|| {
+                format!("PULLSECRET_CREDENTIAL_PROVIDER_SERVICE_ACCOUNT: invalid ServiceAccount {account:?}")
+            })?;
+        }
+        Source::CredentialProvider {
+            config,
+            bin_dir,
+            images,
+            service_account,
+            target,
+        }
     } else if registry_set {
         let username = non_empty(raw.registry_username)
             .context("PULLSECRET_REGISTRY_USERNAME is required with the other PULLSECRET_REGISTRY_* variables")?;
@@ -414,7 +463,8 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     } else {
         bail!(
             "no credentials source: set one of PULLSECRET_SOURCE_SECRETS, PULLSECRET_DOCKERCONFIGJSON, \
-             PULLSECRET_DOCKERCONFIGJSON_FILE or PULLSECRET_REGISTRY_USERNAME/PASSWORD"
+             PULLSECRET_DOCKERCONFIGJSON_FILE, PULLSECRET_REGISTRY_USERNAME/PASSWORD or \
+             PULLSECRET_CREDENTIAL_PROVIDER_CONFIG"
         );
     };
 
@@ -698,29 +748,98 @@ mod tests {
                 "/ca.pem",
                 "PULLSECRET_REGISTRY_CA_FILE: registry verification",
             ),
-            (
-                "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG",
-                "/c.yaml",
-                "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG: the credential-provider",
-            ),
-            (
-                "PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR",
-                "/bin",
-                "PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR: the credential-provider",
-            ),
-            (
-                "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES",
-                "x/y",
-                "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: the credential-provider",
-            ),
         ];
         for (k, v, want) in refused {
             let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), (k, v)]);
             assert!(e.contains(want), "{k}={v}: {e}");
         }
-        // Even without another source, the unavailable mode is what the error names.
-        let e = err(&[("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG", "/c.yaml")]);
-        assert!(e.contains("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG"), "{e}");
+    }
+
+    #[test]
+    fn credential_provider_mode() {
+        let base = [
+            (
+                "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG",
+                "/etc/kubernetes/credential-providers.yaml",
+            ),
+            (
+                "PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR",
+                "/usr/libexec/kubernetes/plugins",
+            ),
+            (
+                "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES",
+                "111122223333.dkr.ecr.eu-west-1.amazonaws.com/app, ghcr.io/acme/app:1,ghcr.io/acme/app:1",
+            ),
+            ("PULLSECRET_SECRET_NAME", "ecr"),
+        ];
+        let c = parse(&base).unwrap();
+        let Source::CredentialProvider {
+            config,
+            bin_dir,
+            images,
+            service_account,
+            target,
+        } = c.source
+        else {
+            panic!("{:?}", c.source)
+        };
+        assert_eq!(config, "/etc/kubernetes/credential-providers.yaml");
+        assert_eq!(bin_dir, "/usr/libexec/kubernetes/plugins");
+        assert_eq!(
+            images,
+            vec!["111122223333.dkr.ecr.eu-west-1.amazonaws.com/app", "ghcr.io/acme/app:1"]
+        );
+        assert_eq!(service_account, (None, "pullsecret-reconciler".to_string()));
+        assert_eq!(target, "ecr");
+        // The extra pairs replace the base's of the same name.
+        let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+            base.iter()
+                .copied()
+                .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+                .chain(extra.iter().copied())
+                .collect()
+        };
+        let c = parse(&with(&[(
+            "PULLSECRET_CREDENTIAL_PROVIDER_SERVICE_ACCOUNT",
+            "ci/puller",
+        )]))
+        .unwrap();
+        assert!(
+            matches!(c.source, Source::CredentialProvider { service_account: (Some(ref n), ref s), .. } if n == "ci" && s == "puller")
+        );
+        let refused: [(Vec<(&str, &str)>, &str); 6] = [
+            (
+                with(&[("PULLSECRET_SOURCE_SECRETS", "a")]),
+                "more than one credentials source",
+            ),
+            (
+                base.iter().copied().filter(|(k, _)| !k.ends_with("BIN_DIR")).collect(),
+                "PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR is required",
+            ),
+            (
+                base.iter().copied().filter(|(k, _)| !k.ends_with("IMAGES")).collect(),
+                "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES is required",
+            ),
+            (
+                vec![
+                    ("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES", "x/y"),
+                    ("PULLSECRET_SOURCE_SECRETS", "a"),
+                ],
+                "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES is set without PULLSECRET_CREDENTIAL_PROVIDER_CONFIG",
+            ),
+            (
+                with(&[("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES", "bad image")]),
+                "PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: \"bad image\" is not an image reference",
+            ),
+            (
+                with(&[("PULLSECRET_CREDENTIAL_PROVIDER_SERVICE_ACCOUNT", "Bad_Name")]),
+                "PULLSECRET_CREDENTIAL_PROVIDER_SERVICE_ACCOUNT: invalid ServiceAccount",
+            ),
+        ];
+        for (vars, want) in refused {
+            let e = err(&vars);
+            assert!(e.contains(want), "{vars:?}: {e}");
+        }
     }
 
     #[test]

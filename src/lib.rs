@@ -10,11 +10,13 @@ pub mod apply;
 pub mod client;
 pub mod config;
 pub mod glob;
+pub mod kubelet;
 pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod observe;
 pub mod plan;
+pub mod provider;
 pub mod reduce;
 pub mod report;
 pub mod source;
@@ -22,8 +24,7 @@ pub mod source;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client};
+use kube::Client;
 use tokio::time::{Instant, timeout_at};
 
 pub use config::Config;
@@ -60,8 +61,8 @@ pub async fn run(
     let reader = observe::Reader::new(client.clone());
 
     let read = async {
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), source_namespace);
-        let credentials = source::load(config, &secrets, source_namespace).await?;
+        let loaded = source::load(config, client, source_namespace, deadline).await?;
+        let credentials = loaded.credentials;
         let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
         let mut observed = reader.observe(&config.policy, &targets, source_namespace).await?;
         let mut plan = plan::plan(&config.policy, &credentials, &observed);
@@ -82,9 +83,9 @@ pub async fn run(
             service_accounts = observed.service_accounts.len(),
             "observed"
         );
-        anyhow::Ok((credentials, plan, observed.service_accounts_listed))
+        anyhow::Ok((credentials, loaded.expiries, plan, observed.service_accounts_listed))
     };
-    let (credentials, mut plan, listed) = timeout_at(deadline, read).await.map_err(|_| {
+    let (credentials, expiries, mut plan, listed) = timeout_at(deadline, read).await.map_err(|_| {
         anyhow!(
             "the run deadline ({}s) passed while reading the cluster",
             config.timeout.as_secs()
@@ -117,6 +118,11 @@ pub async fn run(
 
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);
     summary.service_accounts.listed = listed.as_str();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    summary.add_expiries(&expiries, now);
     if config.events {
         let anchor = notify::Anchor::of(&config.source, source_namespace);
         notify::send(client, &mut summary, &anchor, deadline).await;

@@ -31,7 +31,26 @@ pub struct Summary {
     /// Set when the run stopped before writing anything (exit code 2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When short-lived credentials (from credential-provider plugins) expire, per registry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credential_expiry: Vec<ExpiryReport>,
 }
+
+/// One registry's credential lifetime, from the plugin's `cacheDuration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpiryReport {
+    pub server: String,
+    pub provider: String,
+    /// RFC 3339; absent when the plugin gave no lifetime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// A credential expiring sooner than this is a warning: twice the shipped 5-minute schedule, so
+/// at least one more scheduled run can refresh it first.
+pub const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(2 * 5 * 60);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Namespaces {
@@ -204,6 +223,40 @@ impl Summary {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// Adds the credentials' lifetimes (seconds since the epoch) as of `now`, with a warning for
+    /// each that expires within [`EXPIRY_WARNING`].
+    pub fn add_expiries(&mut self, expiries: &[crate::provider::Expiry], now: u64) {
+        for e in expiries {
+            let left = e.expires_at.map(|at| at.saturating_sub(now));
+            let expires_at = e.expires_at.and_then(|at| {
+                k8s_openapi::jiff::Timestamp::from_second(i64::try_from(at).ok()?)
+                    .ok()
+                    .map(|t| t.to_string())
+            });
+            if let Some(left) = left.filter(|l| *l < EXPIRY_WARNING.as_secs()) {
+                let message = format!(
+                    "the credential for {} from provider {:?} expires in {left}s, sooner than twice the \
+                     5-minute schedule: schedule runs well inside its lifetime",
+                    e.server, e.provider
+                );
+                self.problems.push(problem(
+                    "",
+                    "Registry",
+                    &e.server,
+                    "CredentialExpiresSoon",
+                    &message,
+                    Severity::Warning,
+                ));
+            }
+            self.credential_expiry.push(ExpiryReport {
+                server: e.server.clone(),
+                provider: e.provider.clone(),
+                expires_at,
+                expires_in_secs: left,
+            });
+        }
+    }
+
     pub fn to_text(&self) -> String {
         let mut t = String::new();
         let state = match self.exit_code() {
@@ -241,6 +294,13 @@ impl Summary {
             "  api requests:     {} reads, {} writes",
             self.api_requests.reads, self.api_requests.writes
         );
+        for e in &self.credential_expiry {
+            let when = match (&e.expires_at, e.expires_in_secs) {
+                (Some(at), Some(left)) => format!("expires {at} (in {}h{:02}m)", left / 3600, left % 3600 / 60),
+                _ => "lifetime not given by the plugin".to_owned(),
+            };
+            let _ = writeln!(t, "  credential:       {} from {}: {when}", e.server, e.provider);
+        }
         if self.dry_run && !self.actions.is_empty() {
             let _ = writeln!(t, "  actions:");
             t.push_str(&self.actions_text());

@@ -17,9 +17,58 @@ use crate::{DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE};
 const DOCKERCFG_TYPE: &str = "kubernetes.io/dockercfg";
 const DOCKERCFG_KEY: &str = ".dockercfg";
 
+/// What the source stage hands on: the credentials, and when short-lived ones expire.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub credentials: Vec<Credential>,
+    /// Per registry, from credential-provider plugins (empty for the other modes).
+    pub expiries: Vec<crate::provider::Expiry>,
+}
+
 /// Reads and validates every configured source. Any failure means the run must write nothing.
-pub async fn load(config: &Config, secrets: &Api<Secret>, source_namespace: &str) -> Result<Vec<Credential>> {
+pub async fn load(
+    config: &Config,
+    client: &kube::Client,
+    source_namespace: &str,
+    deadline: tokio::time::Instant,
+) -> Result<Loaded> {
+    if let Source::CredentialProvider {
+        config: path,
+        bin_dir,
+        images,
+        service_account,
+        target,
+    } = &config.source
+    {
+        let settings = crate::provider::CredentialProviderSource {
+            config: path,
+            bin_dir,
+            images,
+            service_account: (service_account.0.as_deref(), &service_account.1),
+        };
+        let (data, expiries) = crate::provider::load(client, source_namespace, &settings, deadline).await?;
+        let credential = Credential {
+            target: target.clone(),
+            origin: format!("credential-provider:{path}"),
+            source_secret: None,
+            data,
+        };
+        return Ok(Loaded {
+            credentials: vec![credential],
+            expiries,
+        });
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), source_namespace);
+    let credentials = load_static(config, &secrets, source_namespace).await?;
+    Ok(Loaded {
+        credentials,
+        expiries: Vec::new(),
+    })
+}
+
+async fn load_static(config: &Config, secrets: &Api<Secret>, source_namespace: &str) -> Result<Vec<Credential>> {
     match &config.source {
+        Source::CredentialProvider { .. } => Ok(Vec::new()),
         Source::Secrets(mappings) => {
             let mut out = Vec::with_capacity(mappings.len());
             for m in mappings {

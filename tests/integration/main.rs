@@ -14,6 +14,7 @@ mod fence;
 mod lifecycle;
 mod metrics;
 mod paging;
+mod providers;
 mod prune;
 mod reconcile;
 mod shipping;
