@@ -6,6 +6,12 @@
 #   docker buildx build --platform linux/amd64,linux/arm64 \
 #     -t REGISTRY/pullsecret-reconciler:0.1.0 --push .
 #
+# Optional: kubelet credential-provider plugins in the image, for PULLSECRET_CREDENTIAL_PROVIDER_*
+# (README "Short-lived cloud tokens"): --build-arg CREDENTIAL_PROVIDERS=ecr builds AWS's
+# ecr-credential-provider from its Go module (k8s.io/cloud-provider-aws) into
+# /usr/local/lib/pullsecret-reconciler/credential-providers/. To add another plugin, add a line to
+# that stage that builds it from its module into /out.
+#
 # Release tags are versions, never `latest`. For releases, pin both base images by digest as well
 # (docker buildx imagetools inspect <image>).
 
@@ -41,9 +47,27 @@ RUN touch src/main.rs src/lib.rs && . /cross-env \
     && cargo build --release --locked --target "$(cat /rust-target)" \
     && cp "target/$(cat /rust-target)/release/pullsecret-reconciler" /pullsecret-reconciler
 
+# Credential-provider plugins (none unless asked for), cross-compiled like the binary.
+FROM --platform=$BUILDPLATFORM docker.io/library/golang:1.26-bookworm AS credential-providers
+ARG TARGETOS
+ARG TARGETARCH
+ARG CREDENTIAL_PROVIDERS=""
+# The plugins' versions are pinned by the same go.mod/go.sum the tests build them from.
+COPY tests/tools/ecr-credential-provider/ /tools/ecr-credential-provider/
+RUN set -eu; mkdir -p /out; \
+    for p in $(echo "$CREDENTIAL_PROVIDERS" | tr ',' ' '); do \
+      case "$p" in \
+        ecr) cd /tools/ecr-credential-provider \
+             && GOOS=$TARGETOS GOARCH=$TARGETARCH CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+                  -o /out/ecr-credential-provider k8s.io/cloud-provider-aws/cmd/ecr-credential-provider ;; \
+        *) echo "unknown credential provider $p (known: ecr)" >&2; exit 1 ;; \
+      esac; \
+    done
+
 # The runtime image is the target platform's own.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /pullsecret-reconciler /usr/local/bin/pullsecret-reconciler
+COPY --from=credential-providers /out/ /usr/local/lib/pullsecret-reconciler/credential-providers/
 # distroless "nonroot" is uid/gid 65532, matching the CronJob's securityContext.
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/pullsecret-reconciler"]

@@ -543,3 +543,98 @@ fn fleet_examples_render_with_what_we_ship() {
         assert!(!text.contains("PASSWORD") && !text.contains("DOCKERCONFIGJSON:") && !text.contains("auths"));
     }
 }
+
+#[test]
+fn the_chart_carries_a_credential_provider_config_and_only_then_the_token_rule() {
+    let cp = cp();
+    let dir = cp.kubeconfig.with_file_name("chart-credential-provider");
+    std::fs::create_dir_all(&dir).unwrap();
+    let values = dir.join("values.yaml");
+    std::fs::write(
+        &values,
+        "config:\n  PULLSECRET_SOURCE_SECRETS: \"\"\n  PULLSECRET_SECRET_NAME: ecr-pull\n  \
+         PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: 111122223333.dkr.ecr.eu-west-1.amazonaws.com/app\n\
+         serviceAccount:\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/ecr-pull\n\
+         credentialProvider:\n  serviceAccountToken: true\n  config: |\n    apiVersion: kubelet.config.k8s.io/v1\n    \
+         kind: CredentialProviderConfig\n    providers: []\n",
+    )
+    .unwrap();
+    let chart = chart();
+    let rendered = ok(
+        helm_cmd(
+            cp,
+            &[
+                "template",
+                "pullsecret-reconciler",
+                chart.to_str().unwrap(),
+                "-f",
+                values.to_str().unwrap(),
+            ],
+        ),
+        "helm template with a credential provider",
+    );
+    let o = objects(cp, &rendered);
+    let data = &o["ConfigMap/pullsecret-reconciler"]["data"];
+    assert_eq!(
+        data["PULLSECRET_CREDENTIAL_PROVIDER_CONFIG"],
+        "/etc/pullsecret-reconciler/credential-providers.yaml"
+    );
+    assert_eq!(
+        data["PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR"],
+        "/usr/local/lib/pullsecret-reconciler/credential-providers"
+    );
+    assert!(data.get("PULLSECRET_SOURCE_SECRETS").is_none());
+    let file = &o["ConfigMap/pullsecret-reconciler-credential-providers"]["data"]["credential-providers.yaml"];
+    assert!(
+        file.as_str()
+            .unwrap()
+            .starts_with("apiVersion: kubelet.config.k8s.io/v1\n"),
+        "{file}"
+    );
+    let pod = &o["CronJob/pullsecret-reconciler"]["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["configMap"]["name"],
+        "pullsecret-reconciler-credential-providers"
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/etc/pullsecret-reconciler"
+    );
+    assert_eq!(
+        o["ServiceAccount/pullsecret-reconciler"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::111122223333:role/ecr-pull"
+    );
+    // The written name follows PULLSECRET_SECRET_NAME; the token rule names only the job's account.
+    assert_eq!(
+        rules(&o, "ClusterRole/pullsecret-reconciler")[0].0,
+        vec!["ecr-pull".to_string()]
+    );
+    let role = o["Role/pullsecret-reconciler"]["rules"].as_array().unwrap();
+    let token: Vec<&Value> = role
+        .iter()
+        .filter(|r| r["resources"] == serde_json::json!(["serviceaccounts/token"]))
+        .collect();
+    assert_eq!(token.len(), 1, "{role:?}");
+    assert_eq!(token[0]["resourceNames"], serde_json::json!(["pullsecret-reconciler"]));
+    assert_eq!(token[0]["verbs"], serde_json::json!(["create"]));
+    // Without serviceAccountToken (the default) there is no such rule.
+    let default = objects(cp, &template(cp, &[]));
+    assert!(
+        !serde_json::to_string(&default["Role/pullsecret-reconciler"])
+            .unwrap()
+            .contains("serviceaccounts/token")
+    );
+    // Two source modes at once are refused at render time.
+    let both = helm_cmd(
+        cp,
+        &[
+            "template",
+            "x",
+            chart.to_str().unwrap(),
+            "--set",
+            "credentialProvider.config=providers: []",
+        ],
+    );
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("set config.PULLSECRET_SOURCE_SECRETS to \"\""));
+}
