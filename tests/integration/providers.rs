@@ -463,3 +463,46 @@ async fn the_real_ecr_plugin_without_cloud_credentials_fails_the_run_cleanly() {
     );
     assert_eq!(env.snapshot().await, before, "nothing was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_a_plugin_are_distributed_and_the_copy_logs_in_to_a_real_registry() {
+    // Fake test credentials, accepted by the registry's htpasswd.
+    let registry = crate::support::registry::Registry::start("ci-bot", "fake-registry-password");
+    let env = TestEnv::new("cp5").await;
+    let ns = env.name("a");
+    env.create_namespace(&ns, &[], &[]).await;
+    let dir = plugin_dir(&env, &["registry-provider"]);
+    let auth =
+        serde_json::json!({ registry.host.as_str(): { "username": "ci-bot", "password": "fake-registry-password" } });
+    let config = config_file(
+        &dir,
+        &[provider(
+            "registry-provider",
+            &[&registry.host],
+            &[("PLUGIN_AUTH", &auth.to_string()), ("PLUGIN_CACHE", "1h")],
+            "",
+        )],
+    );
+    let image = format!("{}/team/app:1.0", registry.host);
+    let target = env.name("pull");
+    let run = env
+        .run(&[
+            ("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG", config.to_str().unwrap()),
+            ("PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR", dir.to_str().unwrap()),
+            ("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES", &image),
+            ("PULLSECRET_SECRET_NAME", &target),
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // The copy in the namespace, read back from the API server, logs in as docker login does:
+    // an authenticated GET /v2/ answered 200. A wrong password is refused: the check is real.
+    let copy = env.secret(&ns, &target).await.unwrap();
+    assert_eq!(copy.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+    let entry = &auths(&copy)[registry.host.as_str()];
+    let (user, password) = (entry["username"].as_str().unwrap(), entry["password"].as_str().unwrap());
+    assert_eq!(registry.login_status(Some((user, password))), 200);
+    assert_eq!(registry.login_status(Some((user, "fake-wrong-password"))), 401);
+    assert_eq!(registry.login_status(None), 401);
+    assert_eq!(env.pull_secrets(&ns, "default").await, vec![target]);
+}

@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod kubeconfig;
 pub mod proxy;
 pub mod pushgateway;
+pub mod registry;
 pub mod runner;
 
 pub use controlplane::{ControlPlane, client_for};

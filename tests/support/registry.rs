@@ -1,0 +1,193 @@
+//! A real CNCF Distribution registry (built once from github.com/distribution/distribution/v3 by
+//! tests/tools/build.sh registry) on a loopback port with TLS from a throwaway test CA and
+//! htpasswd (bcrypt) authentication; stopped when dropped. Clients are real too: curl with the
+//! test CA.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::kubeconfig::unused_port;
+
+pub struct Registry {
+    /// `127.0.0.1:PORT`: the registry's name in image references and `auths` keys.
+    pub host: String,
+    pub ca: PathBuf,
+    pub user: String,
+    pub password: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn binary() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/build.sh"))
+        .arg("registry")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "building the registry from its Go module failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+impl Registry {
+    /// Starts a registry that accepts `user`/`password` (fake test values) and waits until it
+    /// answers. Fails (never skips) when it cannot.
+    pub fn start(user: &str, password: &str) -> Registry {
+        let bin = binary();
+        let port = unused_port();
+        let dir = std::env::temp_dir().join(format!("pullsecret-registry-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        // A test CA and a server certificate for 127.0.0.1.
+        run(
+            &dir,
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=pullsecret-reconciler test CA",
+            ],
+        );
+        run(
+            &dir,
+            "openssl",
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server-key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        );
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        run(
+            &dir,
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        let htpasswd = run(&dir, "htpasswd", &["-Bbn", user, password]);
+        std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n\
+                 http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {d}/server.pem\n    key: {d}/server-key.pem\n\
+                 auth:\n  htpasswd:\n    realm: pullsecret-test\n    path: {d}/htpasswd\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new(&bin)
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .env("OTEL_TRACES_EXPORTER", "none")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut registry = Registry {
+            host: format!("127.0.0.1:{port}"),
+            ca: dir.join("ca.pem"),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            dir,
+            child,
+        };
+        for _ in 0..100 {
+            // Up when it asks for credentials.
+            if registry.login_status(None) == 401 {
+                return registry;
+            }
+            if let Some(status) = registry.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(registry.dir.join("registry.log")).unwrap_or_default();
+                panic!("the registry exited at start ({status}):\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the registry on {} did not answer in 10s", registry.host);
+    }
+
+    /// The HTTP status of `GET /v2/` (docker login's check), with Basic credentials if given;
+    /// 0 when there was no HTTP answer.
+    pub fn login_status(&self, credentials: Option<(&str, &str)>) -> u16 {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            "--cacert",
+        ])
+        .arg(&self.ca)
+        .arg(format!("https://{}/v2/", self.host));
+        if let Some((user, password)) = credentials {
+            // From a file, not the command line: credentials stay out of the process list.
+            let netrc = self.dir.join(format!("netrc-{}", std::process::id()));
+            std::fs::write(&netrc, format!("machine 127.0.0.1 login {user} password {password}\n")).unwrap();
+            cmd.arg("--netrc-file").arg(&netrc);
+        }
+        let out = cmd.output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    }
+}
