@@ -10,7 +10,7 @@ const JOB: (&str, &str) = ("job", "pullsecret-reconciler");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_push_their_outcome_and_the_success_time_survives_a_failed_run() {
     let pg = Pushgateway::start().await;
-    let env = TestEnv::new("pg1").await;
+    let env = TestEnv::new("pgw1").await;
     let src = env.name("regcred");
     env.create_source(&src, "fake-user", "fake-password").await;
     let (a, b) = (env.name("a"), env.name("b"));
@@ -103,7 +103,7 @@ async fn runs_push_their_outcome_and_the_success_time_survives_a_failed_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_push_is_a_warning_and_never_changes_the_exit_code() {
-    let env = TestEnv::new("pg2").await;
+    let env = TestEnv::new("pgw2").await;
     let src = env.name("regcred");
     env.create_source(&src, "fake-user", "fake-password").await;
     env.create_namespace(&env.name("a"), &[], &[]).await;

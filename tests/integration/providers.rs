@@ -64,7 +64,7 @@ fn auths(secret: &k8s_openapi::api::core::v1::Secret) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_providers_two_registries_are_merged_and_distributed_with_their_expiry() {
-    let env = TestEnv::new("cp1").await;
+    let env = TestEnv::new("cpv1").await;
     let (a, b) = (env.name("a"), env.name("b"));
     env.create_namespace(&a, &[], &[]).await;
     env.create_namespace(&b, &[], &[]).await;
@@ -216,7 +216,7 @@ async fn two_providers_two_registries_are_merged_and_distributed_with_their_expi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_plugin_failure_stops_the_run_before_any_write() {
-    let env = TestEnv::new("cp2").await;
+    let env = TestEnv::new("cpv2").await;
     env.create_namespace(&env.name("a"), &[], &[]).await;
     let dir = plugin_dir(&env, &["acme-provider"]);
     // A file that is not executable.
@@ -328,7 +328,7 @@ async fn every_plugin_failure_stops_the_run_before_any_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_attribute_providers_get_a_service_account_token_the_api_server_accepts() {
-    let env = TestEnv::new("cp3").await;
+    let env = TestEnv::new("cpv3").await;
     env.create_namespace(&env.name("a"), &[], &[]).await;
     let account = "puller";
     env.cp.apply_yaml(&format!(
@@ -419,7 +419,7 @@ fn ecr_credential_provider() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_ecr_plugin_without_cloud_credentials_fails_the_run_cleanly() {
-    let env = TestEnv::new("cp4").await;
+    let env = TestEnv::new("cpv4").await;
     env.create_namespace(&env.name("a"), &[], &[]).await;
     let binary = ecr_credential_provider();
     let dir = binary.parent().unwrap();
@@ -468,7 +468,7 @@ async fn the_real_ecr_plugin_without_cloud_credentials_fails_the_run_cleanly() {
 async fn credentials_from_a_plugin_are_distributed_and_the_copy_logs_in_to_a_real_registry() {
     // Fake test credentials, accepted by the registry's htpasswd.
     let registry = crate::support::registry::Registry::start("ci-bot", "fake-registry-password");
-    let env = TestEnv::new("cp5").await;
+    let env = TestEnv::new("cpv5").await;
     let ns = env.name("a");
     env.create_namespace(&ns, &[], &[]).await;
     let dir = plugin_dir(&env, &["registry-provider"]);
