@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer, Visitor};
 
 use crate::glob::Glob;
 pub use crate::model::{Adopt, DryRun, Policy};
+pub use crate::verify::Verify;
 
 pub const PREFIX: &str = "PULLSECRET_";
 pub const DEFAULT_SECRET_NAME: &str = "image-pull-secret";
@@ -120,17 +121,15 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "pullsecret-reconciler",
         "ServiceAccount (`name` in the source namespace, or `namespace/name`) whose token goes to providers with tokenAttributes",
     ),
-    // Part of the contract, for features this version does not have yet: only the value that
-    // means "off" is accepted, anything else is an error that says so (never silently ignored).
     (
         "VERIFY",
         "off",
-        "registry login check before writing: not available yet, only off",
+        "warn/strict: log in to every source registry before writing; rejected stops the run, unreachable/tls warn (stop under strict)",
     ),
     (
         "REGISTRY_CA_FILE",
         "",
-        "CA bundle for PULLSECRET_VERIFY: not available yet",
+        "extra CA bundle (PEM) trusted for registries (verify and explain)",
     ),
 ];
 
@@ -240,6 +239,10 @@ pub struct Config {
     pub events: bool,
     /// Push the run's metrics here at the end of a run.
     pub pushgateway: Option<Pushgateway>,
+    /// Log in to every source registry before writing.
+    pub verify: Verify,
+    /// Extra CA bundle (PEM path) for registries.
+    pub registry_ca_file: Option<String>,
 }
 
 /// Where and under which grouping key run metrics are pushed.
@@ -325,23 +328,14 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-/// The contract's variables for features this version does not have: the "off" value passes,
-/// anything else is an error naming the variable (a setting is never silently ignored).
-fn reject_unavailable(raw: &Raw) -> Result<()> {
-    const NOT_YET: &str = "is not available in this version of pullsecret-reconciler";
-    match non_empty(raw.verify.clone()).map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("off") => {}
-        Some(v @ ("warn" | "strict")) => bail!("PULLSECRET_VERIFY={v}: registry verification {NOT_YET}; use off"),
-        Some(other) => bail!("PULLSECRET_VERIFY: expected off, warn or strict, got {other:?}"),
-    }
-    if non_empty(raw.registry_ca_file.clone()).is_some() {
-        bail!("PULLSECRET_REGISTRY_CA_FILE: registry verification {NOT_YET}; leave it unset");
-    }
-    Ok(())
-}
-
 fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
-    reject_unavailable(&raw)?;
+    let verify = match non_empty(raw.verify.clone()).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("off" | "false") => Verify::Off,
+        Some("warn") => Verify::Warn,
+        Some("strict") => Verify::Strict,
+        Some(other) => bail!("PULLSECRET_VERIFY: expected off, warn or strict, got {other:?}"),
+    };
+    let registry_ca_file = non_empty(raw.registry_ca_file.clone());
     let target = match non_empty(raw.secret_name) {
         Some(t) => {
             check_object_name(&t).with_context(|| format!("PULLSECRET_SECRET_NAME: invalid Secret name {t:?}"))?;
@@ -545,6 +539,8 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
         log_format,
         events,
         pushgateway,
+        verify,
+        registry_ca_file,
     })
 }
 
@@ -722,37 +718,27 @@ mod tests {
     }
 
     #[test]
-    fn contract_variables_of_features_not_yet_available_accept_only_off() {
-        let ok = [
-            ("PULLSECRET_VERIFY", "off"),
-            ("PULLSECRET_EVENTS", "false"),
-            ("PULLSECRET_PUSHGATEWAY_URL", ""),
-        ];
-        for (k, v) in ok {
-            assert!(parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), (k, v)]).is_ok(), "{k}={v}");
+    fn verify_modes_and_the_ca_file() {
+        let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a")]).unwrap();
+        assert_eq!((c.verify, c.registry_ca_file), (Verify::Off, None));
+        for (v, want) in [("off", Verify::Off), ("warn", Verify::Warn), ("Strict", Verify::Strict)] {
+            assert_eq!(
+                parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_VERIFY", v)])
+                    .unwrap()
+                    .verify,
+                want
+            );
         }
-        let refused = [
-            (
-                "PULLSECRET_VERIFY",
-                "strict",
-                "PULLSECRET_VERIFY=strict: registry verification is not available",
-            ),
-            (
-                "PULLSECRET_VERIFY",
-                "maybe",
-                "PULLSECRET_VERIFY: expected off, warn or strict",
-            ),
-            ("PULLSECRET_EVENTS", "sure", "PULLSECRET_EVENTS: expected true or false"),
-            (
-                "PULLSECRET_REGISTRY_CA_FILE",
-                "/ca.pem",
-                "PULLSECRET_REGISTRY_CA_FILE: registry verification",
-            ),
-        ];
-        for (k, v, want) in refused {
-            let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), (k, v)]);
-            assert!(e.contains(want), "{k}={v}: {e}");
-        }
+        let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_VERIFY", "maybe")]);
+        assert!(e.contains("PULLSECRET_VERIFY: expected off, warn or strict"), "{e}");
+        let c = parse(&[
+            ("PULLSECRET_SOURCE_SECRETS", "a"),
+            ("PULLSECRET_REGISTRY_CA_FILE", "/ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(c.registry_ca_file.as_deref(), Some("/ca.pem"));
+        let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_EVENTS", "sure")]);
+        assert!(e.contains("PULLSECRET_EVENTS: expected true or false"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod provider;
 pub mod reduce;
 pub mod report;
 pub mod source;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -60,8 +61,33 @@ pub async fn run(
     let deadline = started + config.timeout;
     let reader = observe::Reader::new(client.clone());
 
+    let passed = |what: &str| anyhow!("the run deadline ({}s) passed while {what}", config.timeout.as_secs());
+    let loaded = timeout_at(deadline, source::load(config, client, source_namespace, deadline))
+        .await
+        .map_err(|_| passed("reading the source"))??;
+
+    // Registry truth: a credential a registry rejects is never copied anywhere.
+    let mut registries = Vec::new();
+    if config.verify != verify::Verify::Off {
+        let clients = verify::Clients::new(config.registry_ca_file.as_deref())?;
+        let targets = verify::targets(&loaded.credentials);
+        registries = timeout_at(deadline, verify::check_all(&clients, &targets))
+            .await
+            .map_err(|_| passed("verifying registries"))?;
+        for r in &registries {
+            tracing::info!(server = %r.server, source = %r.source, result = r.result, status = ?r.status, latency_ms = r.latency_ms, "registry checked");
+        }
+        if let Some(stop) = verify::stop_reason(config.verify, &registries) {
+            tracing::error!(error = %stop, "stopped before writing anything");
+            let mut summary = Summary::aborted(config.dry_run, &anyhow!(stop));
+            summary.registries = registries;
+            summary.api_requests = counter.snapshot();
+            summary.duration_ms = started.elapsed().as_millis() as u64;
+            return Ok(summary);
+        }
+    }
+
     let read = async {
-        let loaded = source::load(config, client, source_namespace, deadline).await?;
         let credentials = loaded.credentials;
         let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
         let mut observed = reader.observe(&config.policy, &targets, source_namespace).await?;
@@ -123,6 +149,7 @@ pub async fn run(
         .unwrap_or_default()
         .as_secs();
     summary.add_expiries(&expiries, now);
+    summary.add_registries(registries);
     if config.events {
         let anchor = notify::Anchor::of(&config.source, source_namespace);
         notify::send(client, &mut summary, &anchor, deadline).await;

@@ -90,6 +90,8 @@ fn main() -> ExitCode {
         }
     };
     init_logs(config.log_format);
+    // Registry checks (reqwest) use rustls' process-wide provider: the same ring as kube's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

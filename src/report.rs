@@ -34,6 +34,9 @@ pub struct Summary {
     /// When short-lived credentials (from credential-provider plugins) expire, per registry.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub credential_expiry: Vec<ExpiryReport>,
+    /// With PULLSECRET_VERIFY: each source registry's login check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<crate::verify::RegistryCheck>,
 }
 
 /// One registry's credential lifetime, from the plugin's `cacheDuration`.
@@ -257,6 +260,22 @@ impl Summary {
         }
     }
 
+    /// Adds the registry checks of a run that went on; those not `ok` (possible only under
+    /// `warn`) are warnings.
+    pub fn add_registries(&mut self, checks: Vec<crate::verify::RegistryCheck>) {
+        for c in checks.iter().filter(|c| c.result != "ok") {
+            let reason = if c.result == "tls" {
+                "RegistryTLS"
+            } else {
+                "RegistryUnreachable"
+            };
+            let message = format!("{} (from {}): {}", c.result, c.source, c.message);
+            self.problems
+                .push(problem("", "Registry", &c.server, reason, &message, Severity::Warning));
+        }
+        self.registries = checks;
+    }
+
     pub fn to_text(&self) -> String {
         let mut t = String::new();
         let state = match self.exit_code() {
@@ -294,6 +313,14 @@ impl Summary {
             "  api requests:     {} reads, {} writes",
             self.api_requests.reads, self.api_requests.writes
         );
+        for r in &self.registries {
+            let status = r.status.map(|s| format!(" HTTP {s},")).unwrap_or_default();
+            let _ = writeln!(
+                t,
+                "  registry:         {} ({}): {},{status} {} ms",
+                r.server, r.source, r.result, r.latency_ms
+            );
+        }
         for e in &self.credential_expiry {
             let when = match (&e.expires_at, e.expires_in_secs) {
                 (Some(at), Some(left)) => format!("expires {at} (in {}h{:02}m)", left / 3600, left % 3600 / 60),

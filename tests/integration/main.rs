@@ -18,3 +18,4 @@ mod providers;
 mod prune;
 mod reconcile;
 mod shipping;
+mod verify;
