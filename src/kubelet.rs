@@ -1,6 +1,8 @@
 //! The kubelet's image-to-credential matching (pure), ported from
 //! `k8s.io/kubernetes/pkg/credentialprovider/keyring.go` (v1.34.4): `ParseSchemelessURL`,
-//! `SplitURL` and `URLsMatch`. The kubelet uses it both for a credential provider's
+//! `SplitURL`, `URLsMatch`, the `BasicDockerKeyring`'s `Add`/`Lookup` and
+//! `isDefaultRegistryMatch`; plus the image-name normalisation the kubelet applies before the
+//! lookup (`parsers.ParseImageName`, which follows the Docker reference rules). The kubelet uses it both for a credential provider's
 //! `matchImages` and for the keys of a docker config's `auths`: host parts are matched one by one
 //! with Go's `filepath.Match` globs (so `*.example.com` needs exactly one more label), the port must
 //! be equal, and the pattern's path must be a prefix of the image's.
@@ -179,6 +181,166 @@ fn class(p: &[char], c: Option<char>) -> Option<(bool, &[char])> {
     Some((matched != negated && c.is_some(), &p[i..]))
 }
 
+/// `BasicDockerKeyring.Add`'s key for an `auths` entry: scheme dropped, `/v1/` and `/v2/`
+/// equivalent to the bare host, a further path kept. `None` where Go's url.Parse fails.
+pub fn keyring_key(location: &str) -> Option<String> {
+    let value = location
+        .strip_prefix("https://")
+        .or_else(|| location.strip_prefix("http://"))
+        .unwrap_or(location);
+    if value.chars().any(|c| c.is_control() || c == ' ') {
+        return None;
+    }
+    let (host, path) = match value.find('/') {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, ""),
+    };
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let effective = if path.starts_with("/v2/") || path.starts_with("/v1/") {
+        &path[3..]
+    } else {
+        path
+    };
+    Some(if !effective.is_empty() && effective != "/" {
+        format!("{host}{effective}")
+    } else {
+        host.to_owned()
+    })
+}
+
+/// A docker keyring: `auths` entries indexed as the kubelet indexes them.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring<T> {
+    /// (key, entry) in insertion order; lookups go by the reverse-sorted distinct keys, so more
+    /// specific paths come first.
+    entries: Vec<(String, T)>,
+}
+
+/// The kubelet's Docker Hub key.
+const DEFAULT_REGISTRY_HOST: &str = "index.docker.io";
+
+impl<T: Clone> Keyring<T> {
+    pub fn new() -> Keyring<T> {
+        Keyring { entries: Vec::new() }
+    }
+
+    /// `Add`: one `auths` entry (an unparsable key is ignored, as the kubelet logs and skips it).
+    pub fn add(&mut self, location: &str, entry: T) {
+        if let Some(key) = keyring_key(location) {
+            self.entries.push((key, entry));
+        }
+    }
+
+    /// `Lookup(image)`: every entry whose key matches, most specific key first; else Docker
+    /// Hub's entry for an image that pulls from Docker Hub.
+    pub fn lookup(&self, image: &str) -> Vec<T> {
+        let mut keys: Vec<&str> = self.entries.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.reverse();
+        let of = |key: &str| -> Vec<T> {
+            self.entries
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, e)| e.clone())
+                .collect()
+        };
+        let found: Vec<T> = keys
+            .iter()
+            .filter(|k| urls_match(k, image))
+            .flat_map(|k| of(k))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        if is_default_registry_match(image) {
+            return of(DEFAULT_REGISTRY_HOST);
+        }
+        Vec::new()
+    }
+}
+
+/// `isDefaultRegistryMatch`: does `image` pull from Docker Hub?
+pub fn is_default_registry_match(image: &str) -> bool {
+    let mut parts = image.splitn(2, '/');
+    let first = parts.next().unwrap_or_default();
+    if first.is_empty() {
+        return false;
+    }
+    match parts.next() {
+        None => true,
+        Some(_) if first == "docker.io" || first == "index.docker.io" => true,
+        Some(_) => !first.contains(['.', ':']),
+    }
+}
+
+/// An image reference split the Docker way (what `parsers.ParseImageName` returns as the
+/// repository, and its tag or digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageName {
+    /// The registry host (`docker.io` for Docker Hub).
+    pub domain: String,
+    /// The repository path (`library/nginx` for `nginx`).
+    pub path: String,
+    /// The tag; `latest` when neither tag nor digest is given.
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageName {
+    /// `domain/path`: what the kubelet looks credentials up with.
+    pub fn repository(&self) -> String {
+        format!("{}/{}", self.domain, self.path)
+    }
+}
+
+/// Docker reference normalisation: `nginx` -> docker.io/library/nginx:latest. `None` for
+/// something that is not an image reference.
+pub fn parse_image_name(image: &str) -> Option<ImageName> {
+    let image = image.trim();
+    if image.is_empty() || image.chars().any(char::is_whitespace) {
+        return None;
+    }
+    let (rest, digest) = match image.split_once('@') {
+        Some((r, d)) => (r, Some(d.to_owned())),
+        None => (image, None),
+    };
+    let (name, tag) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(rest[i + 1..].to_owned())),
+        _ => (rest, None),
+    };
+    let (domain, path) = match name.split_once('/') {
+        Some((first, remainder)) if first.contains(['.', ':']) || first == "localhost" => {
+            (first.to_owned(), remainder.to_owned())
+        }
+        _ => ("docker.io".to_owned(), name.to_owned()),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io".to_owned()
+    } else {
+        domain
+    };
+    let path = if domain == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    if path.is_empty() || name.is_empty() || tag.as_deref() == Some("") {
+        return None;
+    }
+    let tag = match (&tag, &digest) {
+        (None, None) => Some("latest".to_owned()),
+        _ => tag,
+    };
+    Some(ImageName {
+        domain,
+        path,
+        tag,
+        digest,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +380,137 @@ mod tests {
         for &(glob, target, want) in UPSTREAM_URLS_MATCH {
             assert_eq!(urls_match(glob, target), want, "URLsMatchStr({glob:?}, {target:?})");
         }
+    }
+
+    /// `TestDockerKeyringForGlob`, same file: each key must find `target + "/foo/bar"`.
+    const UPSTREAM_KEYRING_FOR_GLOB: &[(&str, &str)] = &[
+        ("https://hello.kubernetes.io", "hello.kubernetes.io"),
+        ("https://*.docker.io", "prefix.docker.io"),
+        ("https://prefix.*.io", "prefix.docker.io"),
+        ("https://prefix.docker.*", "prefix.docker.io"),
+        ("https://*.docker.io/path", "prefix.docker.io/path"),
+        ("https://prefix.*.io/path", "prefix.docker.io/path/subpath"),
+        ("https://prefix.docker.*/path", "prefix.docker.io/path"),
+        ("https://*.docker.io:8888", "prefix.docker.io:8888"),
+        ("https://prefix.*.io:8888", "prefix.docker.io:8888"),
+        ("https://prefix.docker.*:8888", "prefix.docker.io:8888"),
+        ("https://*.docker.io/path:1111", "prefix.docker.io/path:1111"),
+        ("https://*.docker.io/v1/", "prefix.docker.io/path:1111"),
+        ("https://*.docker.io/v2/", "prefix.docker.io/path:1111"),
+        ("https://prefix.docker.*/path:1111", "prefix.docker.io/path:1111"),
+        ("prefix.docker.io:1111", "prefix.docker.io:1111/path"),
+        ("*.docker.io:1111", "prefix.docker.io:1111/path"),
+    ];
+
+    /// `TestKeyringMiss`, same file: none may find `lookup + "/foo/bar"`.
+    const UPSTREAM_KEYRING_MISS: &[(&str, &str)] = &[
+        ("https://hello.kubernetes.io", "world.mesos.org/foo/bar"),
+        ("https://*.docker.com", "prefix.docker.io"),
+        ("https://suffix.*.io", "prefix.docker.io"),
+        ("https://prefix.docker.c*", "prefix.docker.io"),
+        ("https://prefix.*.io/path:1111", "prefix.docker.io/path/subpath:1111"),
+        ("suffix.*.io", "prefix.docker.io"),
+    ];
+
+    #[test]
+    fn the_kubelets_keyring_tables() {
+        for &(key, target) in UPSTREAM_KEYRING_FOR_GLOB {
+            let mut k = Keyring::new();
+            k.add(key, "foo:bar");
+            assert_eq!(
+                k.lookup(&format!("{target}/foo/bar")),
+                vec!["foo:bar"],
+                "ForGlob {key} {target}"
+            );
+        }
+        for &(key, target) in UPSTREAM_KEYRING_MISS {
+            let mut k = Keyring::new();
+            k.add(key, "foo:bar");
+            assert!(k.lookup(&format!("{target}/foo/bar")).is_empty(), "Miss {key} {target}");
+        }
+        // TestKeyringMissWithDockerHubCredentials, TestKeyringHitWithUnqualifiedDockerHub,
+        // TestKeyringHitWithUnqualifiedLibraryDockerHub, TestKeyringHitWithQualifiedDockerHub.
+        let mut hub = Keyring::new();
+        hub.add("https://index.docker.io/v1/", "hub");
+        assert!(hub.lookup("world.mesos.org/foo/bar").is_empty());
+        assert_eq!(hub.lookup("google/docker-registry"), vec!["hub"]);
+        assert_eq!(hub.lookup("jenkins"), vec!["hub"]);
+        assert_eq!(hub.lookup("index.docker.io/v1//google/docker-registry"), vec!["hub"]);
+        // TestDockerKeyringLookup: the more specific path first, then the host.
+        let mut k = Keyring::new();
+        k.add("bar.example.com/pong", "grace");
+        k.add("bar.example.com", "ada");
+        let cases: &[(&str, &[&str])] = &[
+            ("bar.example.com", &["ada"]),
+            ("bar.example.com/pong", &["grace", "ada"]),
+            ("bar.example.com/ping", &["ada"]),
+            ("bar.example.com/pongz", &["grace", "ada"]),
+            ("bar.example.com/pong/pang", &["grace", "ada"]),
+            ("example.com", &[]),
+            ("foo.example.com", &[]),
+        ];
+        for (image, want) in cases {
+            assert_eq!(k.lookup(image), want.to_vec(), "Lookup {image}");
+        }
+        // TestIssue3797: a key with scheme and /v1/ matches by host.
+        let mut quay = Keyring::new();
+        quay.add("https://quay.io/v1/", "rex");
+        for image in ["quay.io", "quay.io/foo", "quay.io/foo/bar"] {
+            assert_eq!(quay.lookup(image), vec!["rex"], "{image}");
+        }
+    }
+
+    #[test]
+    fn the_kubelets_default_registry_table() {
+        // TestIsDefaultRegistryMatch, same file.
+        let cases = [
+            ("foo/bar", true),
+            ("docker.io/foo/bar", true),
+            ("index.docker.io/foo/bar", true),
+            ("foo", true),
+            ("", false),
+            ("registry.tld/foo/bar", false),
+            ("registry:5000/foo/bar", false),
+            ("myhostdocker.io/foo/bar", false),
+        ];
+        for (image, want) in cases {
+            assert_eq!(is_default_registry_match(image), want, "{image:?}");
+        }
+    }
+
+    #[test]
+    fn image_names_normalise_like_docker_references() {
+        let n = |s: &str| parse_image_name(s).map(|i| (i.repository(), i.tag, i.digest));
+        assert_eq!(
+            n("nginx"),
+            Some(("docker.io/library/nginx".into(), Some("latest".into()), None))
+        );
+        assert_eq!(
+            n("acme/app:1.2"),
+            Some(("docker.io/acme/app".into(), Some("1.2".into()), None))
+        );
+        assert_eq!(
+            n("index.docker.io/acme/app"),
+            Some(("docker.io/acme/app".into(), Some("latest".into()), None))
+        );
+        assert_eq!(
+            n("registry.local:5000/team/app:v1"),
+            Some(("registry.local:5000/team/app".into(), Some("v1".into()), None))
+        );
+        assert_eq!(
+            n("localhost/app@sha256:abc"),
+            Some(("localhost/app".into(), None, Some("sha256:abc".into())))
+        );
+        assert_eq!(
+            n("ghcr.io/a/b:1@sha256:abc"),
+            Some(("ghcr.io/a/b".into(), Some("1".into()), Some("sha256:abc".into())))
+        );
+        assert_eq!(n(""), None);
+        assert_eq!(n("has space"), None);
+        // What the kubelet then finds: a docker.io key covers Docker Hub images.
+        let mut k = Keyring::new();
+        k.add("https://index.docker.io/v1/", "hub");
+        assert_eq!(k.lookup(&parse_image_name("nginx").unwrap().repository()), vec!["hub"]);
     }
 
     #[test]
