@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod client;
 pub mod config;
+pub mod explain;
 pub mod glob;
 pub mod kubelet;
 pub mod metrics;

@@ -10,7 +10,9 @@ fn help() -> String {
         "pullsecret-reconciler {}\n\
          Copies registry pull Secrets into every selected namespace and lists them in ServiceAccounts'\n\
          imagePullSecrets, in one run; then prints a summary and exits.\n\n\
-         Usage: pullsecret-reconciler [--dry-run] [--help] [--version]\n\n\
+         Usage: pullsecret-reconciler [--dry-run] [--help] [--version]\n\
+         \x20      pullsecret-reconciler explain POD -n NAMESPACE | --image REF [--service-account SA] -n NAMESPACE | --stuck\n\
+         \x20        [--output json]   why a Pod's images would or would not pull (reads only)\n\n\
          Configuration (environment variables; unknown PULLSECRET_* variables are errors):\n",
         env!("CARGO_PKG_VERSION")
     );
@@ -55,7 +57,59 @@ fn init_logs(format: Format) {
     }
 }
 
+/// `pullsecret-reconciler explain …`: reads only. Exit 0 would pull, 1 would not, 2 invalid.
+fn explain(args: &[String]) -> ExitCode {
+    use pullsecret_reconciler::{explain, verify};
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}", explain::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let parsed = match explain::parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // Only the CA bundle of the configuration applies; explain needs no credentials source.
+    let ca = std::env::var("PULLSECRET_REGISTRY_CA_FILE")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    init_logs(Format::Text);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(async {
+        let counter = client::RequestCounter::default();
+        let (kube, namespace) = match client::connect(&counter).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return 2;
+            }
+        };
+        let clients = match verify::Clients::new(ca.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return 2;
+            }
+        };
+        explain::answer(&kube, &clients, &parsed.question(&namespace), parsed.json).await
+    });
+    ExitCode::from(code)
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "explain") {
+        return explain(&args[1..]);
+    }
     let mut dry_run = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {

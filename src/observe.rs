@@ -140,7 +140,7 @@ impl Reader {
     }
 
     /// One paged list of whole objects, cluster-wide, optionally by field selector.
-    async fn list_all<K, T>(&self, fields: Option<&str>, keep: impl FnMut(K) -> Option<T>) -> Result<Vec<T>>
+    pub async fn list_all<K, T>(&self, fields: Option<&str>, keep: impl FnMut(K) -> Option<T>) -> Result<Vec<T>>
     where
         K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     {

@@ -242,7 +242,90 @@ pub async fn check(clients: &Clients, target: &Target) -> RegistryCheck {
     }
 }
 
-type Verdict = (&'static str, Option<u16>, String);
+/// (result, HTTP status, message) of one login.
+pub type Verdict = (&'static str, Option<u16>, String);
+
+/// A login with pull scope on `repository` at `host` (what `explain` checks for one image).
+pub async fn login_for(clients: &Clients, target: &Target, host: &str, repository: &str) -> Verdict {
+    match tokio::time::timeout(CHECK_TIMEOUT, login(clients, target, host, repository)).await {
+        Ok(v) => v,
+        Err(_) => (
+            "unreachable",
+            None,
+            format!("no answer from {host} within {}s", CHECK_TIMEOUT.as_secs()),
+        ),
+    }
+}
+
+/// Whether the manifest for `reference` exists, with `credentials` (or anonymously):
+/// `Ok(digest)`, or `Err((result, message))` with result `missing`, `rejected`,
+/// `unreachable` or `tls`.
+pub async fn manifest(
+    clients: &Clients,
+    reference: &Reference,
+    credentials: Option<&Target>,
+) -> Result<String, (&'static str, String)> {
+    let auth = match credentials {
+        Some(t) => RegistryAuth::Basic(t.username.clone(), t.password.clone()),
+        None => RegistryAuth::Anonymous,
+    };
+    let host = reference.resolve_registry().to_owned();
+    let fetch = async {
+        // Authenticate for pull first (Bearer registries need the token for the manifest).
+        match clients.oci.auth(reference, &auth, RegistryOperation::Pull).await {
+            Ok(_) => {}
+            Err(oci_client::errors::OciDistributionError::AuthenticationFailure(_)) => {
+                return Err((
+                    "rejected",
+                    format!("the token service of {host} refused the credential"),
+                ));
+            }
+            Err(oci_client::errors::OciDistributionError::RequestError(e)) => {
+                let (result, _, message) = classify(&host, &e);
+                return Err((result, message));
+            }
+            Err(_) => {}
+        }
+        let refused = if credentials.is_some() {
+            format!("{host} refused to serve {reference} with this credential")
+        } else {
+            format!("{host} refused anonymous access to {reference}")
+        };
+        clients.oci.fetch_manifest_digest(reference, &auth).await.map_err(|e| {
+            use oci_client::errors::OciDistributionError as E;
+            match e {
+                E::ImageManifestNotFoundError(_) => ("missing", format!("{host} has no manifest for {reference}")),
+                E::RegistryError { envelope, .. }
+                    if envelope.errors.iter().any(|x| {
+                        matches!(
+                            x.code,
+                            oci_client::errors::OciErrorCode::ManifestUnknown
+                                | oci_client::errors::OciErrorCode::NameUnknown
+                                | oci_client::errors::OciErrorCode::NotFound
+                        )
+                    }) =>
+                {
+                    ("missing", format!("{host} has no manifest for {reference}"))
+                }
+                E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => ("rejected", refused.clone()),
+                E::ServerError { code: 401 | 403, .. } => ("rejected", refused.clone()),
+                E::ServerError { code: 404, .. } => ("missing", format!("{host} has no manifest for {reference}")),
+                E::RequestError(e) => {
+                    let (result, _, message) = classify(&host, &e);
+                    (result, message)
+                }
+                other => ("unreachable", format!("{host}: {}", first_line(&other.to_string()))),
+            }
+        })
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, fetch).await {
+        Ok(r) => r,
+        Err(_) => Err((
+            "unreachable",
+            format!("no answer from {host} within {}s", CHECK_TIMEOUT.as_secs()),
+        )),
+    }
+}
 
 async fn login(clients: &Clients, target: &Target, host: &str, repository: &str) -> Verdict {
     let reference = Reference::with_tag(host.to_owned(), repository.to_owned(), "latest".to_owned());

@@ -9,6 +9,7 @@ mod badinput;
 mod chart;
 mod controlplane;
 mod events;
+mod explain;
 mod faults;
 mod fence;
 mod lifecycle;

@@ -191,3 +191,35 @@ impl Registry {
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
     }
 }
+
+impl Registry {
+    /// A client for this registry: trusts the test CA.
+    pub fn client(&self) -> oci_client::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        oci_client::Client::new(oci_client::client::ClientConfig {
+            protocol: oci_client::client::ClientProtocol::Https,
+            extra_root_certificates: vec![oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data: std::fs::read(&self.ca).unwrap(),
+            }],
+            ..Default::default()
+        })
+    }
+
+    /// Pushes a small image (one layer) as `repository:tag`, with the registry's own credential,
+    /// through oci-client's push: a real client speaking the distribution API.
+    pub async fn push(&self, repository: &str, tag: &str) {
+        use oci_client::client::{Config, ImageLayer};
+        let reference = oci_client::Reference::with_tag(self.host.clone(), repository.to_owned(), tag.to_owned());
+        let auth = oci_client::secrets::RegistryAuth::Basic(self.user.clone(), self.password.clone());
+        let layer = ImageLayer::oci_v1(format!("layer of {repository}:{tag}").into_bytes(), None);
+        let config = Config::oci_v1(
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
+            None,
+        );
+        self.client()
+            .push(&reference, &[layer], config, &auth, None)
+            .await
+            .unwrap_or_else(|e| panic!("pushing {reference}: {e}"));
+    }
+}
