@@ -142,3 +142,26 @@ async fn help_lists_every_variable_with_its_default() {
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("unknown argument \"--dryrun\""), "{}", bad.stderr);
 }
+
+#[tokio::test]
+async fn explain_questions_that_are_invalid_exit_2_before_connecting() {
+    let kubeconfig = nowhere();
+    for (args, want) in [
+        (vec!["explain"], "give exactly one of POD, --image REF or --stuck"),
+        (vec!["explain", "web", "--stuck"], "give exactly one of"),
+        (vec!["explain", "--stuck", "-n", "x"], "do not apply"),
+        (vec!["explain", "web", "-o", "yaml"], "--output: expected text or json"),
+        (vec!["explain", "Bad_Name", "-n", "x"], "invalid Pod name"),
+    ] {
+        let run = run_binary_args(&kubeconfig, &[], &args).await;
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
+    }
+    // A valid question against a cluster that is not there: also 2 (the question cannot be
+    // answered), never a verdict.
+    let run = run_binary_args(&kubeconfig, &[], &["explain", "web", "-n", "shop"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let help = run_binary_args(&kubeconfig, &[], &["explain", "--help"]).await;
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("explain --stuck"), "{}", help.stdout);
+}
