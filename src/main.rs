@@ -57,6 +57,15 @@ fn init_logs(format: Format) {
     }
 }
 
+/// The async runtime; `None` (said on stderr) when it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("error: starting the async runtime: {e}"))
+        .ok()
+}
+
 /// `pullsecret-reconciler explain …`: reads only. Exit 0 would pull, 1 would not, 2 invalid.
 fn explain(args: &[String]) -> ExitCode {
     use pullsecret_reconciler::{explain, verify};
@@ -77,12 +86,8 @@ fn explain(args: &[String]) -> ExitCode {
         .filter(|v| !v.trim().is_empty());
     init_logs(Format::Text);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
     };
     let code = runtime.block_on(async {
         let counter = client::RequestCounter::default();
@@ -147,12 +152,8 @@ fn main() -> ExitCode {
     // Registry checks (reqwest) use rustls' process-wide provider: the same ring as kube's.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
     };
     let summary = runtime.block_on(async {
         let counter = client::RequestCounter::default();

@@ -28,21 +28,8 @@ fn chart() -> PathBuf {
 }
 
 /// The cached helm binary (built on first use; a build failure fails the test, saying why).
-fn helm() -> &'static Path {
-    static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(root().join("tests/tools/build.sh"))
-            .arg("helm")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "building helm from its Go module failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+fn helm() -> PathBuf {
+    crate::support::tools::tool("helm")
 }
 
 /// The chart tests' own control plane: the shared one carries the kustomize install, whose
@@ -81,6 +68,19 @@ fn template(cp: &ControlPlane, set: &[&str]) -> String {
         args.extend(["--set", s]);
     }
     ok(helm_cmd(cp, &args), "helm template")
+}
+
+/// `helm template` of the chart with a values file.
+fn template_with(cp: &ControlPlane, values: &Path, what: &str) -> String {
+    let chart = chart();
+    let args = [
+        "template",
+        "pullsecret-reconciler",
+        chart.to_str().unwrap(),
+        "-f",
+        values.to_str().unwrap(),
+    ];
+    ok(helm_cmd(cp, &args), what)
 }
 
 fn kubectl_stdin(cp: &ControlPlane, args: &[&str], input: &str) -> Output {
@@ -389,13 +389,7 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
         "the chart's admission fence never denied an unmanaged Secret name"
     );
 
-    for round in 0..2 {
-        let run = env.run_as(&kubeconfig, &vars).await;
-        assert_eq!(run.code, 0, "round {round}: {run:?}");
-        if round == 1 {
-            assert_eq!(run.writes(), 0, "{}", run.stdout);
-        }
-    }
+    env.converge_twice(&kubeconfig, &vars).await;
     for ns in &namespaces {
         let s = env.secret(ns, "regcred").await.unwrap();
         assert!(is_ours(&s) && secret_data(&s) == bytes);
@@ -478,19 +472,9 @@ fn fleet_examples_render_with_what_we_ship() {
     assert!(appset.contains("path: charts/pullsecret-reconciler\n"));
     let values = block(&appset, "valuesObject:").replace("{{ .name }}", "prod-eu-1");
     std::fs::write(dir.join("values.yaml"), values).unwrap();
-    let chart = chart();
-    let values_path = dir.join("values.yaml");
-    let rendered = ok(
-        helm_cmd(
-            cp,
-            &[
-                "template",
-                "pullsecret-reconciler",
-                chart.to_str().unwrap(),
-                "-f",
-                values_path.to_str().unwrap(),
-            ],
-        ),
+    let rendered = template_with(
+        cp,
+        &dir.join("values.yaml"),
         "helm template with the ApplicationSet's values",
     );
     let o = objects(cp, &rendered);
@@ -559,20 +543,8 @@ fn the_chart_carries_a_credential_provider_config_and_only_then_the_token_rule()
          kind: CredentialProviderConfig\n    providers: []\n",
     )
     .unwrap();
+    let rendered = template_with(cp, &values, "helm template with a credential provider");
     let chart = chart();
-    let rendered = ok(
-        helm_cmd(
-            cp,
-            &[
-                "template",
-                "pullsecret-reconciler",
-                chart.to_str().unwrap(),
-                "-f",
-                values.to_str().unwrap(),
-            ],
-        ),
-        "helm template with a credential provider",
-    );
     let o = objects(cp, &rendered);
     let data = &o["ConfigMap/pullsecret-reconciler"]["data"];
     assert_eq!(

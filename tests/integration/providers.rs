@@ -7,7 +7,6 @@
 //! credentials.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -402,26 +401,12 @@ async fn token_attribute_providers_get_a_service_account_token_the_api_server_ac
     assert!(error.contains("credential provider \"acme-provider\""), "{error}");
 }
 
-/// The real plugin, built once from k8s.io/cloud-provider-aws (tests/tools).
-fn ecr_credential_provider() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/build.sh"))
-        .arg("ecr-credential-provider")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "building ecr-credential-provider failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_ecr_plugin_without_cloud_credentials_fails_the_run_cleanly() {
     let env = TestEnv::new("cpv4").await;
     env.create_namespace(&env.name("a"), &[], &[]).await;
-    let binary = ecr_credential_provider();
+    // The real plugin, built once from k8s.io/cloud-provider-aws (tests/tools).
+    let binary = crate::support::tools::tool("ecr-credential-provider");
     let dir = binary.parent().unwrap();
     let config_dir = env.cp.kubeconfig.with_file_name(format!("config-{}", env.id));
     std::fs::create_dir_all(&config_dir).unwrap();

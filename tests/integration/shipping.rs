@@ -128,13 +128,7 @@ async fn the_cronjob_identity_converges_with_exactly_the_shipped_rbac() {
     // The shipped settings; env.vars' selector keeps this test to its own namespaces.
     let shipped = shipped_vars();
     let vars: Vec<(&str, &str)> = shipped.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    for round in 0..2 {
-        let run = env.run_as(&kubeconfig, &vars).await;
-        assert_eq!(run.code, 0, "round {round}: {run:?}");
-        if round == 1 {
-            assert_eq!(run.writes(), 0, "{}", run.stdout);
-        }
-    }
+    env.converge_twice(&kubeconfig, &vars).await;
     for ns in &namespaces {
         let s = env.secret(ns, "regcred").await.unwrap();
         assert!(is_ours(&s) && secret_data(&s) == bytes);

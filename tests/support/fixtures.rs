@@ -248,6 +248,14 @@ impl TestEnv {
         self.run_as(&self.kubeconfig, env).await
     }
 
+    /// Two runs as `kubeconfig`: the first converges (exit 0), the second has nothing to write.
+    pub async fn converge_twice(&self, kubeconfig: &Path, env: &[(&str, &str)]) {
+        let first = self.run_as(kubeconfig, env).await;
+        assert_eq!(first.code, 0, "first run: {first:?}");
+        let second = self.run_as(kubeconfig, env).await;
+        assert_eq!((second.code, second.writes()), (0, 0), "second run: {second:?}");
+    }
+
     /// Runs the real binary scoped to this test, as whoever `kubeconfig` authenticates.
     pub async fn run_as(&self, kubeconfig: &Path, env: &[(&str, &str)]) -> RunResult {
         run_binary(kubeconfig, &self.vars(env)).await

@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod pushgateway;
 pub mod registry;
 pub mod runner;
+pub mod tools;
 
 pub use controlplane::{ControlPlane, client_for};
 pub use fixtures::{TEST_LABEL, TestEnv, fake_dockerconfig, is_ours, pull_secret_names, secret_data};

@@ -41,25 +41,11 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn binary() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/build.sh"))
-        .arg("registry")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "building the registry from its Go module failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 impl Registry {
     /// Starts a registry that accepts `user`/`password` (fake test values) and waits until it
     /// answers. Fails (never skips) when it cannot.
     pub fn start(user: &str, password: &str) -> Registry {
-        let bin = binary();
+        let bin = super::tools::tool("registry");
         let port = unused_port();
         let dir = std::env::temp_dir().join(format!("pullsecret-registry-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
