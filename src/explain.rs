@@ -89,29 +89,11 @@ pub enum SecretRead {
     Found(Box<Secret>),
 }
 
-/// One usable `auths` entry: its Secret, its key, the credential (never printed).
-#[derive(Clone)]
-pub struct Entry {
-    pub secret: String,
-    pub key: String,
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Entry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entry")
-            .field("secret", &self.secret)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The Secrets' steps and the keyring the kubelet would build from the good ones (pure).
 pub fn judge_secrets(
     namespace: &str,
     secrets: &[(String, SecretRead)],
-) -> (Vec<Step>, Keyring<Entry>, Vec<(&'static str, String)>) {
+) -> (Vec<Step>, Keyring<Target>, Vec<(&'static str, String)>) {
     let mut steps = Vec::new();
     let mut keyring = Keyring::new();
     let mut problems = Vec::new();
@@ -154,16 +136,10 @@ pub fn judge_secrets(
                         };
                         let targets = verify::targets(std::slice::from_ref(&credential));
                         let keys: Vec<String> = targets.iter().map(|t| t.server.clone()).collect();
+                        // Each entry's source is its Secret's name (the credential's origin).
                         for t in targets {
-                            keyring.add(
-                                &t.server,
-                                Entry {
-                                    secret: name.clone(),
-                                    key: t.server.clone(),
-                                    username: t.username,
-                                    password: t.password,
-                                },
-                            );
+                            let server = t.server.clone();
+                            keyring.add(&server, t);
                         }
                         (
                             "ok",
@@ -194,7 +170,7 @@ async fn judge_image(
     container: &str,
     image: &str,
     base_steps: &[Step],
-    keyring: &Keyring<Entry>,
+    keyring: &Keyring<Target>,
     secret_problems: &[(&'static str, String)],
     pull_secrets: &[String],
     patched: &[String],
@@ -312,7 +288,7 @@ async fn judge_image(
     }
     let described: Vec<String> = entries
         .iter()
-        .map(|e| format!("{:?} of Secret {}", e.key, e.secret))
+        .map(|e| format!("{:?} of Secret {}", e.server, e.source))
         .collect();
     v.steps.push(step(
         "match",
@@ -321,21 +297,15 @@ async fn judge_image(
     ));
     // The kubelet tries each matching credential in turn; the first the registry accepts wins.
     let host = name.api_host();
-    let mut accepted: Option<&Entry> = None;
+    let mut accepted: Option<&Target> = None;
     let mut first_failure: Option<verify::Verdict> = None;
     for e in &entries {
-        let target = Target {
-            server: e.key.clone(),
-            source: e.secret.clone(),
-            username: e.username.clone(),
-            password: e.password.clone(),
-        };
-        let verdict = verify::login_for(clients, &target, &host, &name.path).await;
+        let verdict = verify::login_for(clients, e, &host, &name.path).await;
         if verdict.0 == "ok" {
             v.steps.push(step(
                 "login",
                 "ok",
-                format!("{} (Secret {}, pull scope on {})", verdict.2, e.secret, name.path),
+                format!("{} (Secret {}, pull scope on {})", verdict.2, e.source, name.path),
             ));
             accepted = Some(e);
             break;
@@ -350,7 +320,7 @@ async fn judge_image(
                 "Rejected",
                 format!(
                     "rotate the credential in the source of {} (PULLSECRET_VERIFY=strict keeps a wrong one from being copied)",
-                    entries[0].secret
+                    entries[0].source
                 ),
             ),
             "tls" => (
@@ -377,13 +347,7 @@ async fn judge_image(
         );
         return v;
     };
-    let target = Target {
-        server: entry.key.clone(),
-        source: entry.secret.clone(),
-        username: entry.username.clone(),
-        password: entry.password.clone(),
-    };
-    match verify::manifest(clients, &reference, Some(&target)).await {
+    match verify::manifest(clients, &reference, Some(entry)).await {
         Ok(digest) => {
             v.steps.push(step("manifest", "ok", format!("{reference} is {digest}")));
             v.would_pull = true;
@@ -400,7 +364,7 @@ async fn judge_image(
                     "Rejected",
                     format!(
                         "give the credential in Secret {} pull access to {}",
-                        entry.secret, name.path
+                        entry.source, name.path
                     ),
                 )
             };
@@ -803,7 +767,7 @@ mod tests {
         );
         let found = keyring.lookup("ghcr.io/acme/app");
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].secret, "regcred");
+        assert_eq!(found[0].source, "regcred");
         assert!(!format!("{steps:?}{found:?}").contains("fake-p"));
     }
 

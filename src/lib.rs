@@ -145,11 +145,7 @@ pub async fn run(
 
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);
     summary.service_accounts.listed = listed.as_str();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    summary.add_expiries(&expiries, now);
+    summary.add_expiries(&expiries, unix_now().as_secs());
     summary.add_registries(registries);
     if config.events {
         let anchor = notify::Anchor::of(&config.source, source_namespace);
@@ -168,11 +164,7 @@ pub async fn push_metrics(config: &Config, summary: &mut Summary) {
     if summary.dry_run {
         return;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default();
-    match metrics::push(target, metrics::encode(summary, now)).await {
+    match metrics::push(target, metrics::encode(summary, unix_now().as_secs_f64())).await {
         Ok(()) => tracing::info!(url = %metrics::push_url(target), "pushed run metrics"),
         Err(message) => {
             tracing::warn!(error = %message, "pushing run metrics failed");
@@ -186,4 +178,11 @@ pub async fn push_metrics(config: &Config, summary: &mut Summary) {
             ));
         }
     }
+}
+
+/// Time since the Unix epoch (zero on a clock before 1970).
+fn unix_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }

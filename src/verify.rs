@@ -52,6 +52,7 @@ pub struct RegistryCheck {
 }
 
 /// A registry login to try: never printed with its password.
+#[derive(Clone)]
 pub struct Target {
     pub server: String,
     pub source: String,
@@ -221,16 +222,7 @@ pub async fn check(clients: &Clients, target: &Target) -> RegistryCheck {
             None,
             "a wildcard key names no single registry to log in to".to_owned(),
         ),
-        Some((host, repository)) => {
-            match tokio::time::timeout(CHECK_TIMEOUT, login(clients, target, &host, &repository)).await {
-                Ok(verdict) => verdict,
-                Err(_) => (
-                    "unreachable",
-                    None,
-                    format!("no answer from {host} within {}s", CHECK_TIMEOUT.as_secs()),
-                ),
-            }
-        }
+        Some((host, repository)) => login_for(clients, target, &host, &repository).await,
     };
     RegistryCheck {
         server: target.server.clone(),
