@@ -632,11 +632,11 @@ async fn service_account_token(
         }
     }
     let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![attrs.audience.clone()],
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec![attrs.audience.clone()]),
             expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
-            bound_object_ref: None,
-        },
+            ..TokenRequestSpec::default()
+        }),
         ..TokenRequest::default()
     };
     let answer = api
@@ -645,7 +645,7 @@ async fn service_account_token(
         .with_context(|| format!("requesting a token for {who} (audience {:?})", attrs.audience))?;
     let token = answer
         .status
-        .map(|s| s.token)
+        .and_then(|s| s.token)
         .filter(|t| !t.is_empty())
         .with_context(|| format!("the API server returned no token for {who}"))?;
     Ok(Some(ServiceAccountToken { token, annotations }))

@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Stops the control plane started by `up.sh --detach` and removes its folder.
+# Stops the cluster started by `up.sh [--node] --detach` and removes its folder.
 # Usage: down.sh [folder]   (default: the last one up.sh --detach started)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-source "$here/versions.env"
 cache_root=${PULLSECRET_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pullsecret-reconciler}
 pointer="$cache_root/current-cluster"
 dir=${1:-$(cat "$pointer" 2>/dev/null || true)}
 [[ -n $dir && -d $dir ]] || { echo "controlplane: nothing to stop" >&2; exit 0; }
-for name in controller-manager apiserver etcd; do
-  f=$dir/$name.pid
-  [[ -f $f ]] || continue
-  pid=$(cat "$f")
-  kill "$pid" 2>/dev/null || continue
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+say() { echo "controlplane: $*" >&2; }
+stop_one() { # name
+  local f=$dir/$1.pid pid
+  [[ -f $f ]] || return 0
+  pid=$(cat "$f"); rm -f "$f"
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null || true
-done
+}
+if [[ -f $dir/node ]]; then
+  # shellcheck source=node.sh
+  source "$here/node.sh"
+  node_down
+fi
+for name in scheduler controller-manager apiserver etcd; do stop_one "$name"; done
 rm -rf "$dir"
 [[ $(cat "$pointer" 2>/dev/null) == "$dir" ]] && rm -f "$pointer"
-echo "controlplane: stopped and removed $dir" >&2
+say "stopped and removed $dir"

@@ -2,22 +2,33 @@
 # Starts a throwaway real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, TLS,
 # ServiceAccount token signing) and kube-controller-manager (serviceaccount, serviceaccount-token
 # and namespace controllers only). Free ports, one temp folder, an admin kubeconfig.
+# With --node it is a whole one-node cluster: kube-scheduler, kube-controller-manager with every
+# controller a real cluster runs, containerd + runc (Debian's packages) and a kubelet, all with
+# their state inside the same folder (node.sh); Pods use hostNetwork (loopback only).
 #
 # Usage:
-#   up.sh            supervise: prints KUBECONFIG=<path> then READY, then reads commands on stdin
-#                    (`stop-apiserver`, `start-apiserver`, `stop`); at end of input (the caller
-#                    exited or crashed) it stops everything and removes the folder.
-#   up.sh --detach   start, print KUBECONFIG=<path>, and leave it running; stop with down.sh.
-# Env: PULLSECRET_CONTROLPLANE_DIR  folder to use (default: a new temp folder)
+#   up.sh [--node]            supervise: prints KUBECONFIG=<path> then READY, then reads commands
+#                             on stdin (`stop-apiserver`, `start-apiserver`, `stop`); at end of
+#                             input (the caller exited or crashed) it stops everything and removes
+#                             the folder.
+#   up.sh [--node] --detach   start, print KUBECONFIG=<path>, and leave it running; stop with down.sh.
+# Env: PULLSECRET_CONTROLPLANE_DIR    folder to use (default: a new temp folder)
+#      PULLSECRET_KUBERNETES_VERSION  which Kubernetes (default: versions.env; see build.sh)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-detach=false
-[[ ${1:-} == --detach ]] && detach=true
+detach=false node=false
+for arg in "$@"; do
+  case $arg in
+    --detach) detach=true ;;
+    --node) node=true ;;
+    *) echo "controlplane: unknown argument $arg (use --node, --detach)" >&2; exit 2 ;;
+  esac
+done
 
 say() { echo "controlplane: $*" >&2; }
 bin=$("$here/build.sh")
-for b in etcd kube-apiserver kube-controller-manager kubectl; do
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
   [[ -x $bin/$b ]] || { say "FAILED: $bin/$b is missing or not executable"; exit 1; }
 done
 
@@ -27,6 +38,7 @@ pki=$dir/pki
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port); kcm_port=$(free_port)
+echo "$api_port" > "$dir/api-port"
 
 # --- certificates: a CA, a leaf serving cert for 127.0.0.1 (rustls rejects a CA as server cert),
 # an admin client cert (system:masters), and the ServiceAccount signing key pair.
@@ -90,10 +102,15 @@ start_apiserver() {
     >"$dir/apiserver.log" 2>&1 &
   echo $! > "$dir/apiserver.pid"
 }
+# API-only clusters run just the controllers those tests need; a node cluster runs them all
+# (deployment, replicaset, job, cronjob, garbage collector, ttl-after-finished, root-ca
+# publisher, node lifecycle, namespace, serviceaccount and its token, ...).
+controllers=serviceaccount,serviceaccount-token,namespace
+$node && controllers='*'
 start_kcm() {
   "$bin/kube-controller-manager" --kubeconfig "$dir/kubeconfig" \
     --authentication-kubeconfig "$dir/kubeconfig" --authorization-kubeconfig "$dir/kubeconfig" \
-    --controllers serviceaccount,serviceaccount-token,namespace \
+    --controllers "$controllers" --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false --v=1 \
     --kube-api-qps 500 --kube-api-burst 1000 --concurrent-serviceaccount-token-syncs 5 \
@@ -110,7 +127,8 @@ stop_one() { # name
   kill -9 "$pid" 2>/dev/null || true
 }
 teardown() {
-  stop_one controller-manager; stop_one apiserver; stop_one etcd
+  ! $node || node_down
+  stop_one scheduler; stop_one controller-manager; stop_one apiserver; stop_one etcd
   [[ -n ${PULLSECRET_KEEP_CONTROLPLANE:-} ]] || rm -rf "$dir"
 }
 
@@ -124,7 +142,8 @@ wait_ready() { # what timeout-seconds command...
 }
 apiserver_ready() { curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$server/readyz"; }
 
-$detach || trap teardown EXIT
+# A start that fails tears down what it started, detached or not.
+trap teardown EXIT
 trap 'exit 1' INT TERM
 
 start=$SECONDS
@@ -134,12 +153,19 @@ start_apiserver
 wait_ready kube-apiserver 90 apiserver_ready
 start_kcm
 wait_ready "kube-controller-manager (default ServiceAccount)" 60 kubectl_ get serviceaccount default -n default
+if $node; then
+  # shellcheck source=node.sh
+  source "$here/node.sh"
+  node_up || exit 1
+fi
 say "ready in $((SECONDS - start))s at $server (folder $dir)"
 
 echo "KUBECONFIG=$dir/kubeconfig"
 echo "BIN=$bin"
+$node && echo "NODE=$dir"
 if $detach; then
   echo "$dir" > "$(dirname "$bin")/current-cluster"
+  trap - EXIT
   exit 0
 fi
 echo READY

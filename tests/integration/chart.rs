@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -61,9 +61,20 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `helm template` into the release namespace `pullsecret-reconciler`, as installed.
 fn template(cp: &ControlPlane, set: &[&str]) -> String {
+    template_in(cp, NS, set)
+}
+
+fn template_in(cp: &ControlPlane, namespace: &str, set: &[&str]) -> String {
     let chart = chart();
-    let mut args = vec!["template", "pullsecret-reconciler", chart.to_str().unwrap()];
+    let mut args = vec![
+        "template",
+        "pullsecret-reconciler",
+        chart.to_str().unwrap(),
+        "--namespace",
+        namespace,
+    ];
     for s in set {
         args.extend(["--set", s]);
     }
@@ -77,30 +88,18 @@ fn template_with(cp: &ControlPlane, values: &Path, what: &str) -> String {
         "template",
         "pullsecret-reconciler",
         chart.to_str().unwrap(),
+        "--namespace",
+        NS,
         "-f",
         values.to_str().unwrap(),
     ];
     ok(helm_cmd(cp, &args), what)
 }
 
-fn kubectl_stdin(cp: &ControlPlane, args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    let mut child = cp
-        .kubectl()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 /// YAML documents -> objects keyed by "Kind/name", by kubectl's own parser (client-side).
 fn objects(cp: &ControlPlane, yaml: &str) -> BTreeMap<String, Value> {
     let json = ok(
-        kubectl_stdin(cp, &["create", "--dry-run=client", "-o", "json", "-f", "-"], yaml),
+        cp.kubectl_stdin(&["create", "--dry-run=client", "-o", "json", "-f", "-"], yaml),
         "kubectl create --dry-run=client",
     );
     serde_json::Deserializer::from_str(&json)
@@ -177,7 +176,10 @@ fn the_chart_lints_and_renders_the_kustomize_base() {
         .unwrap()
         .to_owned();
     assert!(hashed.starts_with("pullsecret-reconciler-"), "{hashed}");
-    let base = objects(cp, &kustomized.replace(&hashed, "pullsecret-reconciler"));
+    let mut base = objects(cp, &kustomized.replace(&hashed, "pullsecret-reconciler"));
+    // Helm's convention: the release namespace is made by `helm install --create-namespace`,
+    // never by the chart; the kustomize base creates its own.
+    assert!(base.remove("Namespace/pullsecret-reconciler").is_some());
     chart.values_mut().for_each(without_helm_labels);
     assert_eq!(
         chart.keys().collect::<Vec<_>>(),
@@ -300,13 +302,9 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
         cp.kubectl().args(["create", "namespace", dry_ns]).output().unwrap(),
         "create namespace",
     );
-    let rendered = template(cp, &["namespace.create=false", &format!("namespace.name={dry_ns}")]);
+    let rendered = template_in(cp, dry_ns, &[]);
     ok(
-        kubectl_stdin(
-            cp,
-            &["apply", "--server-side", "--dry-run=server", "-f", "-"],
-            &rendered,
-        ),
+        cp.kubectl_stdin(&["apply", "--server-side", "--dry-run=server", "-f", "-"], &rendered),
         "kubectl apply --dry-run=server of helm template",
     );
 
@@ -318,7 +316,8 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
             "pullsecret-reconciler",
             chart.to_str().unwrap(),
             "--namespace",
-            "default",
+            NS,
+            "--create-namespace",
         ],
     );
     let text = ok(install, "helm install");
@@ -404,7 +403,7 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
             "pullsecret-reconciler",
             chart.to_str().unwrap(),
             "--namespace",
-            "default",
+            NS,
             "--set",
             "config.PULLSECRET_SOURCE_SECRETS=regcred=pull",
             "--set",
@@ -431,7 +430,7 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
                 "uninstall",
                 "pullsecret-reconciler",
                 "--namespace",
-                "default",
+                NS,
                 "--wait",
                 "--debug",
             ],

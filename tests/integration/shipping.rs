@@ -23,20 +23,6 @@ fn render(cp: &ControlPlane) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn kubectl_stdin(cp: &ControlPlane, args: &[&str], input: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = cp
-        .kubectl()
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 /// Applies the shipped manifests once for this test binary (server-side dry run first).
 async fn installed(cp: &'static ControlPlane) {
     static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
@@ -48,8 +34,7 @@ pub fn install(cp: &ControlPlane) {
     let yaml = render(cp);
     // A server-side dry run cannot see a Namespace it did not persist: create that first,
     // then dry-run everything (validation, admission, RBAC escalation checks), then apply.
-    let ns = kubectl_stdin(
-        cp,
+    let ns = cp.kubectl_stdin(
         &["apply", "--server-side", "-f", "-"],
         yaml.split("\n---\n").next().unwrap(),
     );
@@ -58,13 +43,13 @@ pub fn install(cp: &ControlPlane) {
         "namespace apply failed: {}",
         String::from_utf8_lossy(&ns.stderr)
     );
-    let dry = kubectl_stdin(cp, &["apply", "--server-side", "--dry-run=server", "-f", "-"], &yaml);
+    let dry = cp.kubectl_stdin(&["apply", "--server-side", "--dry-run=server", "-f", "-"], &yaml);
     assert!(
         dry.status.success(),
         "server-side dry run failed: {}",
         String::from_utf8_lossy(&dry.stderr)
     );
-    let real = kubectl_stdin(cp, &["apply", "--server-side", "-f", "-"], &yaml);
+    let real = cp.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &yaml);
     assert!(
         real.status.success(),
         "apply failed: {}",

@@ -1,5 +1,7 @@
 //! The real local control plane (tests/controlplane/up.sh): etcd, kube-apiserver and
-//! kube-controller-manager, started once per test binary; admin helpers on top of it.
+//! kube-controller-manager, started once per test binary; admin helpers on top of it. With a
+//! node (`up.sh --node`) it is a one-node cluster: scheduler, every controller, containerd and a
+//! kubelet.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,8 @@ use super::kubeconfig;
 pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     pub bin: PathBuf,
+    /// The node's folder (certs.d, pod-logs), when started with a node.
+    pub node: Option<PathBuf>,
     child: Mutex<Child>,
     stdin: Mutex<ChildStdin>,
     stdout: Mutex<BufReader<ChildStdout>>,
@@ -26,9 +30,19 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a new control plane; panics with the reason if it cannot (tests never skip).
     pub fn start() -> ControlPlane {
+        ControlPlane::start_with(&[])
+    }
+
+    /// Starts a one-node cluster (`up.sh --node`).
+    pub fn start_node() -> ControlPlane {
+        ControlPlane::start_with(&["--node"])
+    }
+
+    fn start_with(args: &[&str]) -> ControlPlane {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/up.sh");
         let mut child = Command::new("bash")
             .arg(&script)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -36,7 +50,7 @@ impl ControlPlane {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let (mut kubeconfig, mut bin) = (None, None);
+        let (mut kubeconfig, mut bin, mut node) = (None, None, None);
         loop {
             let mut line = String::new();
             let n = stdout.read_line(&mut line).unwrap();
@@ -49,6 +63,8 @@ impl ControlPlane {
                 kubeconfig = Some(PathBuf::from(p));
             } else if let Some(p) = line.strip_prefix("BIN=") {
                 bin = Some(PathBuf::from(p));
+            } else if let Some(p) = line.strip_prefix("NODE=") {
+                node = Some(PathBuf::from(p));
             } else if line == "READY" {
                 break;
             }
@@ -56,6 +72,7 @@ impl ControlPlane {
         ControlPlane {
             kubeconfig: kubeconfig.expect("up.sh printed no KUBECONFIG"),
             bin: bin.expect("up.sh printed no BIN"),
+            node,
             child: Mutex::new(child),
             stdin: Mutex::new(stdin),
             stdout: Mutex::new(stdout),
@@ -107,18 +124,23 @@ pub async fn client_for(kubeconfig: &Path) -> Client {
 }
 
 impl ControlPlane {
-    /// `kubectl apply --server-side -f -` of `yaml` as the admin.
-    pub fn apply_yaml(&self, yaml: &str) {
+    /// kubectl `args` as the admin with `input` on its standard input.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
         let mut child = self
             .kubectl()
-            .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// `kubectl apply --server-side -f -` of `yaml` as the admin.
+    pub fn apply_yaml(&self, yaml: &str) {
+        let out = self.kubectl_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], yaml);
         assert!(
             out.status.success(),
             "kubectl apply failed: {}",
@@ -133,18 +155,17 @@ impl ControlPlane {
         let client = self.client().await;
         let api: Api<ServiceAccount> = Api::namespaced(client, ns);
         let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
+            spec: Some(TokenRequestSpec {
                 expiration_seconds: Some(3600),
                 ..TokenRequestSpec::default()
-            },
+            }),
             ..TokenRequest::default()
         };
         let token = api
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .unwrap();
-        let token = token.status.unwrap().token;
+        let token = token.status.unwrap().token.unwrap();
         let path = self.kubeconfig.with_file_name(format!("kubeconfig-{ns}-{name}"));
         kubeconfig::with_token(&self.kubeconfig, &token, &path);
         path

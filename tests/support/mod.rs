@@ -6,6 +6,7 @@
 pub mod controlplane;
 pub mod fixtures;
 pub mod kubeconfig;
+pub mod node;
 pub mod proxy;
 pub mod pushgateway;
 pub mod registry;

@@ -1,7 +1,7 @@
 //! A real CNCF Distribution registry (built once from github.com/distribution/distribution/v3 by
 //! tests/tools/build.sh registry) on a loopback port with TLS from a throwaway test CA and
-//! htpasswd (bcrypt) authentication; stopped when dropped. Clients are real too: curl with the
-//! test CA.
+//! htpasswd (bcrypt, hashed here) authentication; stopped when dropped. Clients are real too:
+//! curl with the test CA, oci-client, and buildah pushing the images the node pulls.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +17,7 @@ pub struct Registry {
     pub password: String,
     dir: PathBuf,
     child: Child,
+    bin: PathBuf,
 }
 
 impl Drop for Registry {
@@ -108,8 +109,10 @@ impl Registry {
                 "ext.cnf",
             ],
         );
-        let htpasswd = run(&dir, "htpasswd", &["-Bbn", user, password]);
-        std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+        write_htpasswd(&dir, user, password);
+        // buildah's --cert-dir takes a folder of *.crt CA files.
+        std::fs::create_dir_all(dir.join("certs")).unwrap();
+        std::fs::copy(dir.join("ca.pem"), dir.join("certs/ca.crt")).unwrap();
         let d = dir.display();
         std::fs::write(
             dir.join("config.yml"),
@@ -120,15 +123,7 @@ impl Registry {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new(&bin)
-            .arg("serve")
-            .arg(dir.join("config.yml"))
-            .env("OTEL_TRACES_EXPORTER", "none")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let child = spawn(&bin, &dir);
         let mut registry = Registry {
             host: format!("127.0.0.1:{port}"),
             ca: dir.join("ca.pem"),
@@ -136,19 +131,36 @@ impl Registry {
             password: password.to_owned(),
             dir,
             child,
+            bin,
         };
+        registry.wait_up();
+        registry
+    }
+
+    /// Rotates the credential at the registry: a new htpasswd and a restart on the same port
+    /// and storage (what an operator does), so the old password is refused from now on.
+    pub fn set_password(&mut self, password: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        write_htpasswd(&self.dir, &self.user, password);
+        self.password = password.to_owned();
+        self.child = spawn(&self.bin, &self.dir);
+        self.wait_up();
+    }
+
+    fn wait_up(&mut self) {
         for _ in 0..100 {
             // Up when it asks for credentials.
-            if registry.login_status(None) == 401 {
-                return registry;
+            if self.login_status(None) == 401 {
+                return;
             }
-            if let Some(status) = registry.child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(registry.dir.join("registry.log")).unwrap_or_default();
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
                 panic!("the registry exited at start ({status}):\n{log}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the registry on {} did not answer in 10s", registry.host);
+        panic!("the registry on {} did not answer in 10s", self.host);
     }
 
     /// The HTTP status of `GET /v2/` (docker login's check), with Basic credentials if given;
@@ -175,6 +187,114 @@ impl Registry {
         }
         let out = cmd.output().expect("curl");
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    }
+}
+
+/// An htpasswd file with one bcrypt entry (the only hash Distribution accepts), made here rather
+/// than with apache2-utils' htpasswd.
+fn write_htpasswd(dir: &Path, user: &str, password: &str) {
+    let hash = bcrypt::hash(password, 5).unwrap();
+    std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+}
+
+fn spawn(bin: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .unwrap();
+    Command::new(bin)
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()))
+}
+
+/// Runs tests/images/build.sh with `args`; its stdout (an image name, or nothing).
+pub fn images(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/images/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "tests/images/build.sh {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Registry {
+    /// A docker config JSON with this registry's current credential under `key` (an `auths` key
+    /// such as `127.0.0.1:PORT` or `https://127.0.0.1:PORT/team`).
+    pub fn dockerconfig_for(&self, key: &str, password: &str) -> String {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", self.user));
+        serde_json::json!({ "auths": { key: { "auth": auth } } }).to_string()
+    }
+
+    /// The docker config JSON a `kubectl create secret docker-registry` for this registry holds.
+    pub fn dockerconfig(&self) -> String {
+        self.dockerconfig_for(&self.host, &self.password)
+    }
+
+    /// Pushes a locally built image (tests/images/build.sh) as `repository:tag` with buildah,
+    /// trusting the test CA and authenticating from a file; returns the full reference.
+    pub fn push_local(&self, local: &str, repository: &str, tag: &str) -> String {
+        let authfile = self.dir.join(format!("auth-{}.json", std::process::id()));
+        std::fs::write(&authfile, self.dockerconfig()).unwrap();
+        let reference = format!("{}/{repository}:{tag}", self.host);
+        let certs = self.dir.join("certs");
+        images(&[
+            "push",
+            local,
+            &reference,
+            certs.to_str().unwrap(),
+            authfile.to_str().unwrap(),
+        ]);
+        reference
+    }
+
+    /// Pushes the tiny busybox workload image (`sleep 3600`) as `repository:tag`; each tag is an
+    /// image of its own (a pull of a new tag is a real pull, never "already present").
+    pub fn push_app(&self, repository: &str, tag: &str) -> String {
+        self.push_local(&images(&["app", tag]), repository, tag)
+    }
+
+    /// The digest (`sha256:…`) the registry serves for `repository:tag`.
+    pub fn digest(&self, repository: &str, tag: &str) -> String {
+        let netrc = self.dir.join(format!("netrc-{}", std::process::id()));
+        std::fs::write(
+            &netrc,
+            format!("machine 127.0.0.1 login {} password {}\n", self.user, self.password),
+        )
+        .unwrap();
+        let out = Command::new("curl")
+            .args(["-fsS", "-o", "/dev/null", "-D", "-", "--max-time", "5", "--cacert"])
+            .arg(&self.ca)
+            .arg("--netrc-file")
+            .arg(&netrc)
+            .args([
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+            ])
+            .arg(format!("https://{}/v2/{repository}/manifests/{tag}", self.host))
+            .output()
+            .expect("curl");
+        let headers = String::from_utf8_lossy(&out.stdout);
+        headers
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("docker-content-digest")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no digest for {repository}:{tag}: {headers}"))
     }
 }
 

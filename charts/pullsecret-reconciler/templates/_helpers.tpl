@@ -1,7 +1,9 @@
 {{/* The name of every object: fixed by the product's contract. */}}
 {{- define "psr.name" -}}pullsecret-reconciler{{- end -}}
 
-{{- define "psr.namespace" -}}{{ required "namespace.name is required" .Values.namespace.name }}{{- end -}}
+{{/* Helm's convention: the namespaced objects go where the release does (helm install -n NS
+--create-namespace); the chart never creates or owns that namespace. */}}
+{{- define "psr.namespace" -}}{{ .Release.Namespace }}{{- end -}}
 
 {{/* Labels: the kustomize base's, plus Helm's own. */}}
 {{- define "psr.labels" -}}
