@@ -197,3 +197,18 @@ impl ControlPlane {
             .to_owned()
     }
 }
+
+/// The Kubernetes version the tests run: `PULLSECRET_KUBERNETES_VERSION`, else the default of
+/// tests/controlplane/versions.env (what up.sh builds and starts).
+pub fn kubernetes_version() -> String {
+    if let Ok(v) = std::env::var("PULLSECRET_KUBERNETES_VERSION") {
+        return v;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/controlplane/versions.env");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("KUBERNETES_VERSION="))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
