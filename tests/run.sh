@@ -11,7 +11,7 @@ bash tests/setup.sh --oldest
 source tests/controlplane/versions.env
 
 echo "== every test on Kubernetes $KUBERNETES_VERSION"
-cargo test --locked "$@"
+cargo test --locked --no-fail-fast "$@"
 echo "== node and shipping tests on the oldest supported Kubernetes, $KUBERNETES_OLDEST_VERSION"
-PULLSECRET_KUBERNETES_VERSION=$KUBERNETES_OLDEST_VERSION cargo test --locked --test node
+PULLSECRET_KUBERNETES_VERSION=$KUBERNETES_OLDEST_VERSION cargo test --locked --no-fail-fast --test node
 PULLSECRET_KUBERNETES_VERSION=$KUBERNETES_OLDEST_VERSION cargo test --locked --test integration -- shipping chart controlplane
