@@ -11,9 +11,10 @@ default:
 build:
     cargo build --release --locked
 
-# Every test: unit, property, and integration tests on a real local control plane.
+# Every test (set-up included: Debian packages, Go-built components): unit, property,
+# integration tests on a real control plane, node tests on a real kubelet, on v1.37 and v1.35.
 test:
-    cargo test --locked
+    bash tests/run.sh
 
 # Formatting and lints, as CI runs them.
 lint:
@@ -32,9 +33,10 @@ demo:
 controlplane-build:
     bash tests/controlplane/build.sh
 
-# Start a local control plane in the background; prints KUBECONFIG=<path>.
-cluster-up:
-    bash tests/controlplane/up.sh --detach
+# Start a local one-node cluster (control plane, containerd, kubelet) in the background;
+# prints KUBECONFIG=<path>. `just cluster-up ""` starts the control plane alone.
+cluster-up node="--node":
+    bash tests/controlplane/up.sh {{node}} --detach
 
 # Stop the control plane started by cluster-up and remove its files.
 cluster-down:
@@ -43,6 +45,13 @@ cluster-down:
 # Benchmark against a fresh local control plane: just bench 5000 16 10
 bench namespaces="5000" concurrency="16" service_accounts="10":
     cargo run --release --locked --example bench -- --namespaces {{namespaces}} --concurrency {{concurrency}} --service-accounts-per-namespace {{service_accounts}}
+
+# The product image without a Docker engine (buildah), from the release binary; with REF also
+# pushed: just image 127.0.0.1:5000/pullsecret-reconciler:0.1.0 CERT_DIR AUTHFILE
+image ref="" certs="" authfile="":
+    cargo build --release --locked
+    image=$(bash tests/images/build.sh product) && echo "$image" && \
+      if [ -n "{{ref}}" ]; then bash tests/images/build.sh push "$image" "{{ref}}" "{{certs}}" "{{authfile}}" && echo "pushed {{ref}}"; fi
 
 # Render the kustomize base (with the kubectl the control-plane build provides).
 manifests:
