@@ -168,15 +168,7 @@ fn the_chart_lints_and_renders_the_kustomize_base() {
             .unwrap(),
         "kubectl kustomize",
     );
-    // kustomize names the generated ConfigMap with a content hash; the chart names it plainly.
-    let hashed = kustomized
-        .lines()
-        .skip_while(|l| *l != "kind: ConfigMap")
-        .find_map(|l| l.strip_prefix("  name: "))
-        .unwrap()
-        .to_owned();
-    assert!(hashed.starts_with("pullsecret-reconciler-"), "{hashed}");
-    let mut base = objects(cp, &kustomized.replace(&hashed, "pullsecret-reconciler"));
+    let mut base = objects(cp, &kustomized);
     // Helm's convention: the release namespace is made by `helm install --create-namespace`,
     // never by the chart; the kustomize base creates its own.
     assert!(base.remove("Namespace/pullsecret-reconciler").is_some());
@@ -508,11 +500,7 @@ fn fleet_examples_render_with_what_we_ship() {
     std::fs::remove_dir_all(&overlay_dir).unwrap();
     let built = ok(built, "kubectl kustomize (Flux overlay)");
     let o = objects(cp, &built);
-    let config = o
-        .iter()
-        .find(|(k, _)| k.starts_with("ConfigMap/pullsecret-reconciler-"))
-        .map(|(_, v)| v)
-        .expect("the generated settings ConfigMap");
+    let config = &o["ConfigMap/pullsecret-reconciler"];
     assert_eq!(config["data"]["PULLSECRET_CLUSTER_NAME"], "prod-eu-1");
     assert_eq!(config["data"]["PULLSECRET_SOURCE_SECRETS"], "regcred");
     let pod = &o["CronJob/pullsecret-reconciler"]["spec"]["jobTemplate"]["spec"]["template"]["spec"];

@@ -8,5 +8,6 @@
 mod support;
 
 mod explain;
+mod inject;
 mod rename;
 mod seed;

@@ -18,15 +18,15 @@ use crate::support::registry::{Registry, images};
 use crate::support::{ControlPlane, TestEnv, binary};
 
 /// The shipped install's namespace and every cluster-scoped name are fixed: one install at a time.
-static SHIPPED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub static SHIPPED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const HOME: &str = "pullsecret-reconciler";
+pub const HOME: &str = "pullsecret-reconciler";
 
-fn root() -> &'static Path {
+pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn ok(out: Output, what: &str) -> String {
+pub fn ok(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
         "{what} failed:\n{}\n{}",
@@ -38,13 +38,13 @@ fn ok(out: Output, what: &str) -> String {
 
 /// The registry, the team image and the product image (built from this test build's binary,
 /// see tests/images/build.sh), pushed as an operator's CI would.
-struct Images {
-    registry: Registry,
-    app: String,
-    product_repository: String,
+pub struct Images {
+    pub registry: Registry,
+    pub app: String,
+    pub product_repository: String,
 }
 
-fn images_on(cp: &ControlPlane, password: &str) -> Images {
+pub fn images_on(cp: &ControlPlane, password: &str) -> Images {
     let registry = Registry::start("ci-bot", password);
     cp.trust(&registry);
     let app = registry.push_app("team/app", "1");
@@ -86,13 +86,13 @@ fn assert_converged_teams(summary: &Value) {
 }
 
 /// The source Secret an operator creates in the tool's namespace.
-async fn create_source(env: &TestEnv, registry: &Registry) {
+pub async fn create_source(env: &TestEnv, registry: &Registry) {
     env.put_dockerconfig(HOME, "regcred", registry.dockerconfig().as_bytes(), &[])
         .await;
 }
 
 /// `kubectl create job --from=cronjob/pullsecret-reconciler NAME`, waited for; the Pod's summary.
-async fn run_job(env: &TestEnv, name: &str) -> Value {
+pub async fn run_job(env: &TestEnv, name: &str) -> Value {
     ok(
         env.cp
             .kubectl()
@@ -173,7 +173,9 @@ async fn restart_and_pull(env: &TestEnv, namespaces: &[String]) -> Vec<String> {
 /// The shipped settings for this test: the CronJob's Pod on the host network, talking to the API
 /// server on loopback, pulling its own image with the source Secret, scoped to the test's
 /// namespaces (an operator edits the same ConfigMap).
-fn overlay(cp: &ControlPlane, dir: &Path, image: &str, selector: &str) -> PathBuf {
+/// With `inject`, also the references-from-birth component, its binding narrowed to the same
+/// namespaces (CEL cannot evaluate PULLSECRET_NAMESPACE_SELECTOR).
+pub fn overlay(cp: &ControlPlane, dir: &Path, image: &str, selector: &str, inject: bool) -> PathBuf {
     let base = dir.join("base");
     ok(
         Command::new("cp")
@@ -213,11 +215,23 @@ patches:
       - op: add
         path: /spec/jobTemplate/spec/template/spec/containers/0/env
         value: [{{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}}, {{name: KUBERNETES_SERVICE_PORT, value: "{port}"}}]
-"#
+{inject}"#,
+            inject = if inject { inject_component(selector) } else { String::new() },
         ),
     )
     .unwrap();
     overlay
+}
+
+fn inject_component(selector: &str) -> String {
+    let (key, value) = selector.split_once('=').unwrap();
+    format!(
+        r#"  - target: {{kind: MutatingAdmissionPolicyBinding, name: pullsecret-reconciler-inject}}
+    patch: |
+      - {{op: add, path: /spec/matchResources, value: {{namespaceSelector: {{matchLabels: {{{key}: {value}}}}}}}}}
+components: [../base/components/inject]
+"#
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +244,7 @@ async fn seed_story_with_the_kustomize_base() {
     let _teams = remove_namespaces(cp, &namespaces, &env.home);
 
     let dir = tempdir("seed");
-    let overlay = overlay(cp, &dir, &images.product_repository, "pullsecret-test=seed");
+    let overlay = overlay(cp, &dir, &images.product_repository, "pullsecret-test=seed", false);
     let yaml = ok(
         cp.kubectl().arg("kustomize").arg(&overlay).output().unwrap(),
         "kustomize",
@@ -259,7 +273,11 @@ async fn seed_story_with_the_kustomize_base() {
 
 /// Deletes this test's namespaces when dropped: the next install's first run would otherwise
 /// meet (and report) their copies of the same shipped name.
-fn remove_namespaces(cp: &'static ControlPlane, namespaces: &[String], home: &str) -> Cleanup<impl FnMut()> {
+pub fn remove_namespaces(
+    cp: &'static ControlPlane,
+    namespaces: &[String],
+    home: &str,
+) -> Cleanup<impl FnMut() + use<>> {
     let mut args: Vec<String> = vec!["delete".into(), "namespace".into(), "--wait=true".into()];
     args.extend(namespaces.iter().cloned());
     args.push(home.to_owned());
@@ -270,7 +288,7 @@ fn remove_namespaces(cp: &'static ControlPlane, namespaces: &[String], home: &st
 
 /// Runs its closure when dropped, also when the test fails: the next test installs the same
 /// cluster-scoped names.
-struct Cleanup<F: FnMut()>(F);
+pub struct Cleanup<F: FnMut()>(pub F);
 
 impl<F: FnMut()> Drop for Cleanup<F> {
     fn drop(&mut self) {
@@ -366,7 +384,7 @@ async fn seed_story_with_helm_4() {
     seed_story_with_helm("helm4", "hm4").await;
 }
 
-fn tempdir(what: &str) -> PathBuf {
+pub fn tempdir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pullsecret-{what}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
