@@ -137,9 +137,20 @@ where
     }
 }
 
-/// Builds a client from the kubeconfig or the in-cluster configuration, and returns the namespace
-/// the configuration names (the Pod's own namespace in-cluster).
+/// A client from the kubeconfig or the in-cluster configuration, the namespace the configuration
+/// names (the Pod's own namespace in-cluster), and the same connection without kube's automatic
+/// retries of 429/503/504 (for requests whose refusal is an answer: evictions).
+pub struct Connection {
+    pub client: Client,
+    pub namespace: String,
+    pub once: Client,
+}
+
 pub async fn connect(counter: &RequestCounter) -> Result<(Client, String)> {
+    connect_all(counter).await.map(|c| (c.client, c.namespace))
+}
+
+pub async fn connect_all(counter: &RequestCounter) -> Result<Connection> {
     let mut config = kube::Config::infer()
         .await
         .context("no usable Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster service account)")?;
@@ -148,9 +159,17 @@ pub async fn connect(counter: &RequestCounter) -> Result<(Client, String)> {
     config.read_timeout = Some(Duration::from_secs(30));
     config.write_timeout = Some(Duration::from_secs(30));
     let namespace = config.default_namespace.clone();
-    let client = ClientBuilder::try_from(config)
-        .context("building the Kubernetes client")?
-        .with_layer(counter)
-        .build();
-    Ok((client, namespace))
+    let mut single = config.clone();
+    single.default_retry = false;
+    let build = |config: kube::Config| -> Result<Client> {
+        Ok(ClientBuilder::try_from(config)
+            .context("building the Kubernetes client")?
+            .with_layer(counter)
+            .build())
+    };
+    Ok(Connection {
+        client: build(config)?,
+        namespace,
+        once: build(single)?,
+    })
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::glob::Glob;
-pub use crate::model::{Adopt, DryRun, Policy};
+pub use crate::model::{Adopt, DryRun, Heal, Policy};
 pub use crate::verify::Verify;
 
 pub const PREFIX: &str = "PULLSECRET_";
@@ -81,6 +81,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "10",
         "most namespaces one run may deselect (prune because no longer selected); 0 = no limit",
     ),
+    (
+        "HEAL_PODS",
+        "off",
+        "evict: evict controller-owned Pods stuck on an image pull that were admitted before their ServiceAccount listed a managed name (PodDisruptionBudgets respected)",
+    ),
+    ("HEAL_LIMIT", "10", "most Pods one run may evict; 0 = no limit"),
     (
         "DRY_RUN",
         "false",
@@ -154,6 +160,8 @@ struct Raw {
     adopt: Option<String>,
     prune: Option<String>,
     prune_limit: Option<String>,
+    heal_pods: Option<String>,
+    heal_limit: Option<String>,
     dry_run: Option<String>,
     concurrency: Option<String>,
     timeout_secs: Option<String>,
@@ -491,6 +499,12 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     };
     let prune = parse_bool("PULLSECRET_PRUNE", raw.prune, true)?;
     let prune_limit = parse_number("PULLSECRET_PRUNE_LIMIT", raw.prune_limit, 10, 0, 1_000_000)? as usize;
+    let heal = match non_empty(raw.heal_pods).as_deref() {
+        None | Some("off") => Heal::Off,
+        Some("evict") => Heal::Evict,
+        Some(other) => bail!("PULLSECRET_HEAL_PODS: expected off or evict, got {other:?}"),
+    };
+    let heal_limit = parse_number("PULLSECRET_HEAL_LIMIT", raw.heal_limit, 10, 0, 1_000_000)? as usize;
     let dry_run = match non_empty(raw.dry_run).map(|v| v.to_ascii_lowercase()).as_deref() {
         None | Some("false" | "0" | "no") if force_dry_run => DryRun::Client,
         None | Some("false" | "0" | "no") => DryRun::Off,
@@ -531,6 +545,8 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
             adopt,
             prune,
             prune_limit,
+            heal,
+            heal_limit,
         },
         dry_run,
         concurrency,
@@ -870,6 +886,19 @@ mod tests {
     }
 
     #[test]
+    fn healing_is_off_by_default_and_evict_takes_a_limit() {
+        let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a")]).unwrap();
+        assert_eq!((c.policy.heal, c.policy.heal_limit), (Heal::Off, 10));
+        let c = parse(&[
+            ("PULLSECRET_SOURCE_SECRETS", "a"),
+            ("PULLSECRET_HEAL_PODS", "evict"),
+            ("PULLSECRET_HEAL_LIMIT", "0"),
+        ])
+        .unwrap();
+        assert_eq!((c.policy.heal, c.policy.heal_limit), (Heal::Evict, 0));
+    }
+
+    #[test]
     fn prune_limit_zero_means_no_limit() {
         let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_PRUNE_LIMIT", "0")]).unwrap();
         assert_eq!(c.policy.prune_limit, 0);
@@ -1024,6 +1053,14 @@ mod tests {
             (
                 &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_ADOPT", "some")],
                 "PULLSECRET_ADOPT",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_HEAL_PODS", "delete")],
+                "PULLSECRET_HEAL_PODS",
+            ),
+            (
+                &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_HEAL_LIMIT", "ten")],
+                "PULLSECRET_HEAL_LIMIT",
             ),
             (
                 &[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_OUTPUT", "yaml")],

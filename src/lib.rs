@@ -26,7 +26,6 @@ pub mod verify;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use kube::Client;
 use tokio::time::{Instant, timeout_at};
 
 pub use config::Config;
@@ -54,10 +53,11 @@ pub const DOCKERCONFIGJSON_KEY: &str = ".dockerconfigjson";
 /// returned [`Summary`].
 pub async fn run(
     config: &Config,
-    client: &Client,
+    connection: &client::Connection,
     counter: &client::RequestCounter,
     source_namespace: &str,
 ) -> Result<Summary> {
+    let client = &connection.client;
     let started = Instant::now();
     let deadline = started + config.timeout;
     let reader = observe::Reader::new(client.clone());
@@ -132,6 +132,7 @@ pub async fn run(
         DryRun::Off | DryRun::Server => {
             let cluster = apply::kube::KubeCluster {
                 client: client.clone(),
+                once: connection.once.clone(),
                 namespace: source_namespace.to_owned(),
                 dry_run: config.dry_run == DryRun::Server,
             };

@@ -158,9 +158,12 @@ fn main() -> ExitCode {
     let summary = runtime.block_on(async {
         let counter = client::RequestCounter::default();
         let result = async {
-            let (kube, default_namespace) = client::connect(&counter).await?;
-            let namespace = config.source_namespace.clone().unwrap_or(default_namespace);
-            run(&config, &kube, &counter, &namespace).await
+            let connection = client::connect_all(&counter).await?;
+            let namespace = config
+                .source_namespace
+                .clone()
+                .unwrap_or_else(|| connection.namespace.clone());
+            run(&config, &connection, &counter, &namespace).await
         }
         .await;
         let mut summary = result.unwrap_or_else(|e| {

@@ -84,7 +84,8 @@ pub fn encode(summary: &Summary, now: f64) -> String {
     let sa = &summary.service_accounts;
     let api = &summary.api_requests;
     let problems = |severity: &str| summary.problems.iter().filter(|p| p.severity == severity).count();
-    let families: [FamilyValues; 5] = [
+    let pods = &summary.pods;
+    let families: [FamilyValues; 6] = [
         (
             "namespaces",
             "Namespaces the last run saw, by state",
@@ -122,6 +123,17 @@ pub fn encode(summary: &Summary, now: f64) -> String {
                 ("missing", sa.missing),
                 ("failed", sa.failed),
                 ("retried", sa.retried),
+            ],
+        ),
+        (
+            "stuck_pods",
+            "Pods stuck on an image pull because they were admitted before their ServiceAccount listed a \
+             managed name, by what the last run did (PULLSECRET_HEAL_PODS)",
+            "outcome",
+            vec![
+                ("evicted", pods.evicted),
+                ("refused", pods.refused),
+                ("not_healable", pods.not_healable),
             ],
         ),
         (

@@ -49,6 +49,17 @@ pub struct Policy {
     pub prune: bool,
     /// The most namespaces one run may deselect; 0 = no limit.
     pub prune_limit: usize,
+    /// Evict stuck controller-owned Pods admitted before their ServiceAccount listed our names.
+    pub heal: Heal,
+    /// The most Pods one run may evict; 0 = no limit.
+    pub heal_limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Heal {
+    #[default]
+    Off,
+    Evict,
 }
 
 impl Policy {
@@ -110,6 +121,22 @@ pub struct Observed {
     pub pods: Pods,
     /// Which ServiceAccounts were listed: the plan asks for all of them before it deletes.
     pub service_accounts_listed: Listed,
+    /// Pending Pods with a container waiting on an image pull; read only when healing is on.
+    pub stuck: Vec<StuckPod>,
+}
+
+/// A Pending Pod one of whose containers (init or app) waits on ErrImagePull/ImagePullBackOff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StuckPod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub service_account: String,
+    /// Every name in the Pod's `spec.imagePullSecrets` (fixed since its admission).
+    pub pull_secrets: Vec<String>,
+    /// `Kind/name` of its controller when that controller recreates it (ReplicaSet,
+    /// StatefulSet, DaemonSet, Job); `None` for a bare Pod or another owner.
+    pub controller: Option<String>,
 }
 
 /// How ServiceAccounts were read: only what the configuration names, or all of them.
@@ -247,6 +274,7 @@ pub struct NamespaceCounts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     ConfigMap,
+    Pod,
     Secret,
     ServiceAccount,
 }
@@ -255,6 +283,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ConfigMap => "ConfigMap",
+            Kind::Pod => "Pod",
             Kind::Secret => "Secret",
             Kind::ServiceAccount => "ServiceAccount",
         }
@@ -306,6 +335,13 @@ pub enum Op {
         /// The observed inventory with this edit applied: what the first attempt writes.
         names: Vec<String>,
     },
+    /// Heal a stuck Pod: an eviction (PodDisruptionBudgets respected) with a uid precondition; its
+    /// controller makes a new Pod, which gets the ServiceAccount's list at admission.
+    Evict {
+        uid: String,
+        /// The controller that recreates it, for the report.
+        controller: String,
+    },
     Unchanged,
     /// A selected ServiceAccount name that does not exist (yet) in a selected namespace.
     Missing,
@@ -336,6 +372,7 @@ impl Op {
                 | Op::DeleteSecret { .. }
                 | Op::PatchServiceAccount { .. }
                 | Op::EditInventory { .. }
+                | Op::Evict { .. }
         )
     }
 

@@ -77,7 +77,7 @@ pub async fn send(client: &Client, summary: &mut Summary, anchor: &Anchor, deadl
 pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
     let s = &summary.secrets;
     let a = &summary.service_accounts;
-    let changed = s.created + s.updated + s.deleted + a.patched > 0;
+    let changed = s.created + s.updated + s.deleted + a.patched + summary.pods.evicted > 0;
     if summary.dry_run || summary.error.is_some() || (!changed && summary.problems.is_empty()) {
         return vec![];
     }
@@ -94,7 +94,7 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
         .into(),
         note: truncate(format!(
             "Secrets: {} created, {} updated, {} deleted, {} kept, {} refused, {} conflicts, {} failed; \
-             ServiceAccounts: {} patched, {} failed; {} problem(s) in {} namespace(s) selected",
+             ServiceAccounts: {} patched, {} failed; Pods: {} evicted; {} problem(s) in {} namespace(s) selected",
             s.created,
             s.updated,
             s.deleted,
@@ -104,10 +104,28 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
             s.failed,
             a.patched,
             a.failed,
+            summary.pods.evicted,
             summary.problems.len(),
             summary.namespaces.selected
         )),
     }];
+    // Each eviction on its Pod (the Pod is gone soon; the Event stays with the namespace).
+    for e in summary
+        .actions
+        .iter()
+        .filter(|e| e.action == "evict" && e.status == "done")
+    {
+        out.push(EventSpec {
+            namespace: e.namespace.clone(),
+            kind: "Pod".into(),
+            name: e.name.clone(),
+            type_: "Normal",
+            reason: "EvictedToHeal".into(),
+            note: "evicted by pullsecret-reconciler: admitted before its ServiceAccount listed the pull Secret; \
+                   its controller makes a new Pod, which gets the Secret at admission"
+                .into(),
+        });
+    }
     for p in &summary.problems {
         // Run-level problems (no object) are in the summary Event; the inventory lives in the
         // source namespace.

@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 use crate::INVENTORY_NAME;
 use crate::glob::Glob;
 use crate::model::{
-    Inventory, Listed, NamespaceState, Observed, Pods, Policy, SecretState, ServiceAccountState, managed_names,
+    Heal, Inventory, Listed, NamespaceState, Observed, Pods, Policy, SecretState, ServiceAccountState, StuckPod,
+    managed_names,
 };
 use crate::reduce;
 
@@ -42,10 +43,11 @@ impl Reader {
         let inventory = self.inventory(source_namespace).await?;
         // Three independent lists, concurrently: the client decodes one page while the API
         // server prepares another.
-        let (namespaces, (secrets, unlistable), (service_accounts, listed)) = tokio::try_join!(
+        let (namespaces, (secrets, unlistable), (service_accounts, listed), stuck) = tokio::try_join!(
             self.namespaces(policy.namespace_selector.as_deref()),
             self.secrets(targets, &inventory.names),
             self.configured_service_accounts(policy),
+            self.stuck_pods(policy.heal),
         )?;
         Ok(Observed {
             namespaces,
@@ -55,7 +57,19 @@ impl Reader {
             unlistable,
             pods: Pods::NotRead,
             service_accounts_listed: listed,
+            stuck,
         })
+    }
+
+    /// With healing on, Pending Pods waiting on an image pull: one paged list with a phase field
+    /// selector (a steady state has few Pending Pods). None read when healing is off.
+    async fn stuck_pods(&self, heal: Heal) -> Result<Vec<StuckPod>> {
+        if heal == Heal::Off {
+            return Ok(vec![]);
+        }
+        self.list_all::<Pod, _>(Some("status.phase=Pending"), reduce::stuck_pod)
+            .await
+            .context("listing Pending Pods (PULLSECRET_HEAL_PODS=evict)")
     }
 
     /// Namespaces as metadata only: the plan needs names, annotations and deletion timestamps.

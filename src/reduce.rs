@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 
-use crate::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState};
+use crate::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState, StuckPod};
 use crate::{
     DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INVENTORY_KEY, MANAGED_BY_LABEL, PATCHER,
     PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION, SOURCE_ANNOTATION,
@@ -104,6 +104,39 @@ pub fn pod(p: Pod, names: &BTreeSet<String>) -> Option<PodState> {
         namespace: p.metadata.namespace.unwrap_or_default(),
         name: p.metadata.name.unwrap_or_default(),
         pull_secrets,
+    })
+}
+
+/// A Pending Pod with a container (init or app) waiting on an image pull; `None` otherwise.
+pub fn stuck_pod(p: Pod) -> Option<StuckPod> {
+    let status = p.status.as_ref()?;
+    let waiting_on_pull = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+        .any(|r| matches!(r, "ErrImagePull" | "ImagePullBackOff"));
+    if status.phase.as_deref() != Some("Pending") || !waiting_on_pull || p.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    // Only these controllers make a replacement with the same template when a Pod is evicted.
+    let controller = p
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .filter(|o| matches!(o.kind.as_str(), "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job"))
+        .map(|o| format!("{}/{}", o.kind, o.name));
+    let spec = p.spec.unwrap_or_default();
+    Some(StuckPod {
+        namespace: p.metadata.namespace.unwrap_or_default(),
+        name: p.metadata.name.unwrap_or_default(),
+        uid: p.metadata.uid.unwrap_or_default(),
+        service_account: spec.service_account_name.unwrap_or_else(|| "default".into()),
+        pull_secrets: spec.image_pull_secrets.into_iter().flatten().map(|r| r.name).collect(),
+        controller,
     })
 }
 

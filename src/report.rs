@@ -23,6 +23,9 @@ pub struct Summary {
     pub namespaces: Namespaces,
     pub secrets: Secrets,
     pub service_accounts: ServiceAccounts,
+    /// Healing (PULLSECRET_HEAL_PODS=evict); absent when no Pod was stuck for our reason.
+    #[serde(skip_serializing_if = "PodsHealed::is_empty")]
+    pub pods: PodsHealed,
     pub api_requests: ApiRequests,
     pub duration_ms: u64,
     pub problems: Vec<Problem>,
@@ -92,6 +95,22 @@ pub struct ServiceAccounts {
     pub listed: &'static str,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PodsHealed {
+    /// Evicted (dry run: would be): their controllers make Pods that get the name at admission.
+    pub evicted: usize,
+    /// Not evicted: a PodDisruptionBudget refused, or past PULLSECRET_HEAL_LIMIT.
+    pub refused: usize,
+    /// Stuck for our reason but not healable (no controller, or a template that sets the list).
+    pub not_healable: usize,
+}
+
+impl PodsHealed {
+    fn is_empty(&self) -> bool {
+        *self == PodsHealed::default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub namespace: String,
@@ -108,7 +127,7 @@ pub struct ActionReport {
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
-    /// create, update, adopt, delete, patch, kept, refused.
+    /// create, update, adopt, delete, patch, kept, refused, evict.
     pub action: &'static str,
     /// planned (dry run), done, failed, skipped, gone.
     pub status: &'static str,
@@ -142,6 +161,7 @@ impl Summary {
             s.count(o);
         }
         for f in &plan.findings {
+            s.pods.not_healable += usize::from(f.kind == "Pod");
             s.problems
                 .push(problem(&f.namespace, f.kind, &f.name, f.reason, &f.message, f.severity));
         }
@@ -162,11 +182,13 @@ impl Summary {
             match a.kind {
                 Kind::Secret => self.secrets.failed += 1,
                 Kind::ServiceAccount => self.service_accounts.failed += 1,
+                Kind::Pod => self.pods.refused += 1,
                 Kind::ConfigMap => {}
             }
             self.problems.push(failure(&a.namespace, kind, &a.name, f));
         } else if o.status == Status::Gone {
-            self.service_accounts.missing += 1;
+            // A Pod gone before its eviction needs no healing; a ServiceAccount gone is missing.
+            self.service_accounts.missing += usize::from(a.kind == Kind::ServiceAccount);
         } else {
             match &a.op {
                 Op::CreateSecret { .. } => self.secrets.created += 1,
@@ -185,6 +207,12 @@ impl Summary {
                         .push(problem(&a.namespace, kind, &a.name, reason, message, Severity::Warning));
                 }
                 Op::Refused { .. } if a.kind == Kind::Secret => self.secrets.refused += 1,
+                Op::Refused { reason, message, .. } if a.kind == Kind::Pod => {
+                    self.pods.refused += 1;
+                    self.problems
+                        .push(problem(&a.namespace, kind, &a.name, reason, message, Severity::Warning));
+                }
+                Op::Evict { .. } => self.pods.evicted += 1,
                 _ => {}
             }
         }
@@ -308,6 +336,14 @@ impl Summary {
             "  service accounts: {} patched, {} unchanged, {} missing, {} failed",
             a.patched, a.unchanged, a.missing, a.failed
         );
+        let p = &self.pods;
+        if !p.is_empty() {
+            let _ = writeln!(
+                t,
+                "  stuck pods:       {} evicted, {} refused, {} not healable",
+                p.evicted, p.refused, p.not_healable
+            );
+        }
         let _ = writeln!(
             t,
             "  api requests:     {} reads, {} writes",
@@ -413,6 +449,7 @@ fn action_report(o: &Outcome, nothing_sent: bool) -> Option<ActionReport> {
         Op::EditInventory { add, remove, .. } => ("update", add.clone(), remove.clone()),
         Op::Kept { .. } => ("kept", vec![], vec![]),
         Op::Refused { names, .. } => ("refused", vec![], names.clone()),
+        Op::Evict { .. } => ("evict", vec![], vec![]),
         Op::Unchanged | Op::Missing | Op::Conflict { .. } => return None,
     };
     let (status, failure) = match &o.status {

@@ -3,8 +3,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use kube::api::{DeleteParams, EvictParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -17,6 +17,9 @@ use crate::{
 
 pub struct KubeCluster {
     pub client: Client,
+    /// The same connection without kube's automatic retries of 429: an eviction a
+    /// PodDisruptionBudget refuses is reported, never retried in a loop.
+    pub once: Client,
     /// Where the inventory lives: the source namespace.
     pub namespace: String,
     /// Send every write with `dryRun=All`.
@@ -169,5 +172,23 @@ impl Cluster for KubeCluster {
             }
         };
         result.map_err(api_error)
+    }
+
+    async fn evict_pod(&self, namespace: &str, name: &str, uid: &str) -> ApiResult<()> {
+        let api: Api<Pod> = Api::namespaced(self.once.clone(), namespace);
+        let params = EvictParams {
+            delete_options: Some(DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.to_owned()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            }),
+            post_options: PostParams {
+                dry_run: self.dry_run,
+                field_manager: Some(FIELD_MANAGER.into()),
+            },
+        };
+        api.evict(name, &params).await.map(drop).map_err(api_error)
     }
 }

@@ -65,6 +65,9 @@ pub trait Cluster: Send + Sync + 'static {
         recorded: &[String],
     ) -> impl Future<Output = ApiResult<()>> + Send;
     fn read_inventory(&self) -> impl Future<Output = ApiResult<Option<Inventory>>> + Send;
+    /// An eviction (the Eviction API: PodDisruptionBudgets decide), with a uid precondition, sent
+    /// once: a budget's refusal (429) is an answer, never retried.
+    fn evict_pod(&self, namespace: &str, name: &str, uid: &str) -> impl Future<Output = ApiResult<()>> + Send;
     /// Guarded by `resource_version`; `None` = create only.
     fn write_inventory(
         &self,
@@ -328,6 +331,22 @@ async fn perform<C: Cluster>(cluster: &C, action: &Action, credentials: &[Creden
             })
             .await
         }
+        Op::Evict { uid, .. } => match cluster.evict_pod(ns, name, uid).await {
+            Err(e) if e.is(404) => Status::Gone,
+            Err(e) if e.is(429) => Status::Failed(Failure::new(
+                "DisruptionBudget",
+                format!(
+                    "not evicted: a PodDisruptionBudget allows no disruption now ({}); the next run tries again, or \
+                     delete the Pod yourself",
+                    e.failure.message
+                ),
+            )),
+            Err(e) if e.is(409) => Status::Failed(Failure::new(
+                "Changed",
+                "not evicted: the Pod changed since it was read; the next run looks again",
+            )),
+            r => done(r),
+        },
         _ => Status::NotSent,
     }
 }

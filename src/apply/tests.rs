@@ -78,6 +78,9 @@ impl Cluster for Fake {
     ) -> ApiResult<()> {
         self.answer(format!("write-sa {ns}/{name} [{}]", list.join(","))).await
     }
+    async fn evict_pod(&self, ns: &str, name: &str, _: &str) -> ApiResult<()> {
+        self.answer(format!("evict {ns}/{name}")).await
+    }
     async fn read_inventory(&self) -> ApiResult<Option<Inventory>> {
         self.calls.lock().unwrap().push("read-inventory".into());
         Ok(self.inventory.lock().unwrap().clone())
@@ -313,4 +316,45 @@ async fn concurrency_is_bounded_and_waves_follow_dependencies() {
 #[test]
 fn a_dry_run_sends_nothing_and_reports_every_action() {
     assert_eq!(unsent(vec![create("a", "new", &[])])[0].status, Status::NotSent);
+}
+
+fn evict(ns: &str, name: &str, after: &[usize]) -> Action {
+    let op = Op::Evict {
+        uid: format!("uid-{name}"),
+        controller: "ReplicaSet/web".into(),
+    };
+    action(Kind::Pod, ns, name, op, after)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_eviction_a_budget_refuses_is_reported_once_and_never_retried() {
+    let fake = Fake::default();
+    fake.on("evict a/web-1", &[Scripted::Status(429)]);
+    fake.on("evict a/web-2", &[Scripted::Status(404)]);
+    let actions = vec![
+        create("a", "new", &[]),
+        evict("a", "web-1", &[0]),
+        evict("a", "web-2", &[0]),
+        evict("a", "web-3", &[0]),
+    ];
+    let (out, fake) = run(fake, actions, limits(4, 60)).await;
+    assert_eq!(reason(&out[1]), "DisruptionBudget");
+    assert_eq!(out[2].status, Status::Gone, "already gone: nothing to heal");
+    assert_eq!(out[3].status, Status::Done { retries: 0 });
+    let evictions = fake.calls().iter().filter(|c| c.starts_with("evict a/web-1")).count();
+    assert_eq!(evictions, 1, "a refusal is an answer, not a reason to try again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_eviction_without_the_secret_it_waits_for() {
+    let fake = Fake::default();
+    fake.on("apply-secret a/new", &[Scripted::Status(403)]);
+    let (out, fake) = run(
+        fake,
+        vec![create("a", "new", &[]), evict("a", "web-1", &[0])],
+        limits(2, 60),
+    )
+    .await;
+    assert_eq!(reason(&out[1]), "SecretNotWritten");
+    assert!(!fake.calls().iter().any(|c| c.starts_with("evict")));
 }

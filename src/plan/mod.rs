@@ -3,6 +3,7 @@
 //! which write waits for which — is decided here and carried as data; apply only executes.
 //! This file plans the desired state and assembles the plan; `prune.rs` holds the prune guards.
 
+mod heal;
 mod prune;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -107,6 +108,7 @@ pub fn plan(policy: &Policy, credentials: &[Credential], observed: &Observed) ->
     asm.actions.extend(refused);
     w.delete_or_keep(&mut asm, &candidates, &mut plan);
     w.forget_retired(&mut asm);
+    w.heal(&mut asm, &mut plan);
 
     plan.actions = asm.actions;
     plan.findings.sort_by(|a, b| {

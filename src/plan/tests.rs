@@ -17,6 +17,8 @@ fn policy(service_accounts: &[&str], adopt: Adopt, prune: bool) -> Policy {
         adopt,
         prune,
         prune_limit: 10,
+        heal: Default::default(),
+        heal_limit: 10,
     }
 }
 
@@ -853,4 +855,152 @@ proptest! {
             prop_assert!(p.findings.iter().any(|f| f.reason == "EmptySelection"));
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Healing stuck Pods (PULLSECRET_HEAL_PODS=evict).
+
+fn stuck(ns: &str, name: &str, secrets: &[&str], controller: Option<&str>) -> crate::model::StuckPod {
+    crate::model::StuckPod {
+        namespace: ns.into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        service_account: "default".into(),
+        pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),
+        controller: controller.map(str::to_owned),
+    }
+}
+
+fn healing(limit: usize) -> Policy {
+    Policy {
+        heal: crate::model::Heal::Evict,
+        heal_limit: limit,
+        ..policy(&["default"], Adopt::Patcher, true)
+    }
+}
+
+fn healed(stuck_pods: Vec<crate::model::StuckPod>, pol: &Policy) -> Plan {
+    let observed = Observed {
+        namespaces: vec![ns("a"), ns("kube-system")],
+        service_accounts: vec![sa("a", "default", &[], &[]), sa("kube-system", "default", &[], &[])],
+        stuck: stuck_pods,
+        inventory: inventory(&["regcred"]),
+        ..Observed::default()
+    };
+    plan(pol, &[cred("regcred", "D1")], &observed)
+}
+
+#[test]
+fn a_stuck_controller_owned_pod_is_evicted_after_its_namespace_is_written() {
+    let p = healed(vec![stuck("a", "web-1", &[], Some("ReplicaSet/web-7f"))], &healing(10));
+    let evict = find(&p, Kind::Pod, "a", "web-1");
+    assert_eq!(
+        evict.op,
+        Op::Evict {
+            uid: "uid-web-1".into(),
+            controller: "ReplicaSet/web-7f".into()
+        }
+    );
+    let patch = p
+        .actions
+        .iter()
+        .position(|a| a.kind == Kind::ServiceAccount && a.namespace == "a")
+        .unwrap();
+    let create = p
+        .actions
+        .iter()
+        .position(|a| a.kind == Kind::Secret && a.namespace == "a")
+        .unwrap();
+    assert_eq!(
+        evict.after,
+        vec![patch, create],
+        "evicted only once the replacement would get the name"
+    );
+}
+
+#[test]
+fn healing_off_unselected_or_not_lacking_pods_are_never_touched() {
+    let pods = vec![
+        stuck("a", "web-1", &[], Some("ReplicaSet/web-7f")),
+        stuck("kube-system", "sys", &[], Some("ReplicaSet/sys")),
+    ];
+    let off = healed(pods.clone(), &policy(&["default"], Adopt::Patcher, true));
+    assert!(!off.actions.iter().any(|a| a.kind == Kind::Pod), "{off:?}");
+    let on = healed(pods, &healing(10));
+    assert_eq!(
+        on.actions.iter().filter(|a| a.kind == Kind::Pod).count(),
+        1,
+        "only the selected namespace"
+    );
+    // A Pod that already names regcred is stuck for another reason: not ours to heal.
+    let other = healed(
+        vec![stuck("a", "web-1", &["regcred"], Some("ReplicaSet/web"))],
+        &healing(10),
+    );
+    assert!(!other.actions.iter().any(|a| a.kind == Kind::Pod));
+    assert!(other.findings.is_empty(), "{:?}", other.findings);
+}
+
+#[test]
+fn bare_pods_and_templates_with_their_own_list_are_reported_not_evicted() {
+    let p = healed(
+        vec![
+            stuck("a", "bare", &[], None),
+            stuck("a", "templated", &["team-secret"], Some("ReplicaSet/t")),
+        ],
+        &healing(10),
+    );
+    assert!(!p.actions.iter().any(|a| a.kind == Kind::Pod), "{p:?}");
+    let reasons: Vec<(&str, &str)> = p.findings.iter().map(|f| (f.name.as_str(), f.reason)).collect();
+    assert_eq!(
+        reasons,
+        [
+            ("bare", "StuckPodNotHealable"),
+            ("templated", "TemplateSetsPullSecrets")
+        ]
+    );
+    assert!(
+        p.findings[0].message.contains("kubectl -n a delete pod bare"),
+        "{}",
+        p.findings[0].message
+    );
+    assert!(p.findings.iter().all(|f| f.severity == Severity::Warning));
+}
+
+#[test]
+fn the_heal_limit_holds_and_the_rest_is_refused() {
+    let pods: Vec<_> = (0..5)
+        .map(|i| stuck("a", &format!("web-{i}"), &[], Some("ReplicaSet/web")))
+        .collect();
+    let p = healed(pods.clone(), &healing(2));
+    let evicted: Vec<&str> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a.op, Op::Evict { .. }))
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(evicted, ["web-0", "web-1"], "deterministic: by namespace and name");
+    let refused = p
+        .actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.op,
+                Op::Refused {
+                    reason: "HealLimitExceeded",
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(refused, 3);
+    let unlimited = healed(pods, &healing(0));
+    assert_eq!(
+        unlimited
+            .actions
+            .iter()
+            .filter(|a| matches!(a.op, Op::Evict { .. }))
+            .count(),
+        5
+    );
 }

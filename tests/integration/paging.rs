@@ -24,6 +24,8 @@ fn policy(env: &TestEnv, service_accounts: &[&str]) -> Policy {
         adopt: Adopt::Patcher,
         prune: true,
         prune_limit: 10,
+        heal: Default::default(),
+        heal_limit: 10,
     }
 }
 

@@ -424,6 +424,7 @@ async fn overlapping_runs_with_different_targets_both_keep_their_names() {
     }];
     let cluster = KubeCluster {
         client: env.client.clone(),
+        once: env.client.clone(),
         namespace: env.home.clone(),
         dry_run: false,
     };

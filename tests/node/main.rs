@@ -8,6 +8,7 @@
 mod support;
 
 mod explain;
+mod heal;
 mod inject;
 mod rename;
 mod seed;
