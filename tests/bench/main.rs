@@ -90,6 +90,9 @@ async fn main() {
     let mut rows = Vec::new();
     rows.push(measure(cp, "first run", &args, &[]).await);
     rows.push(measure(cp, "steady state", &args, &[]).await);
+    // Healing on with nothing stuck: one more paged list (Pending Pods), nothing else.
+    let heal = [("PULLSECRET_HEAL_PODS", "evict")];
+    rows.push(measure(cp, "steady state, HEAL_PODS=evict (nothing stuck)", &args, &heal).await);
     env.put_dockerconfig(HOME, SECRET, &fake_dockerconfig("bench-user", "bench-password-2"), &[])
         .await;
     rows.push(measure(cp, "after rotation", &args, &[]).await);
