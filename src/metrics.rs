@@ -110,6 +110,7 @@ pub fn encode(summary: &Summary, now: f64) -> String {
                 ("kept", s.kept),
                 ("refused", s.refused),
                 ("conflicts", s.conflicts),
+                ("conflicts_accepted", s.conflicts_accepted),
                 ("failed", s.failed),
             ],
         ),
@@ -146,7 +147,11 @@ pub fn encode(summary: &Summary, now: f64) -> String {
             "problems",
             "Problems the last run reported, by severity",
             "severity",
-            vec![("error", problems("error")), ("warning", problems("warning"))],
+            vec![
+                ("error", problems("error")),
+                ("warning", problems("warning")),
+                ("info", problems("info")),
+            ],
         ),
     ];
     for (name, help, label, values) in families {

@@ -205,6 +205,9 @@ pub struct SecretState {
     pub ours: bool,
     /// Marked as created by imagepullsecret-patcher.
     pub patcher: bool,
+    /// Its owner annotated it `pullsecret-reconciler/conflict: "accept"`: a same-name Secret that
+    /// is meant to be theirs (reported as info, never counted against convergence).
+    pub conflict_accepted: bool,
     pub source_annotation: Option<String>,
     /// `.dockerconfigjson`, the only key we compare.
     pub data: Option<Vec<u8>>,
@@ -350,6 +353,11 @@ pub enum Op {
         reason: &'static str,
         message: String,
     },
+    /// A conflict its owner marked as intended: left alone, reported as info.
+    AcceptedConflict {
+        reason: &'static str,
+        message: String,
+    },
     /// A prune candidate kept because something still names it: deleted by a later run.
     Kept {
         reason: &'static str,
@@ -447,6 +455,8 @@ pub fn edit_inventory(current: &[String], add: &[String], remove: &[String]) -> 
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// For the record (an accepted conflict); no Event.
+    Info,
     /// Does not make the run non-converged.
     Warning,
     /// Makes the run non-converged (exit 1).
@@ -456,6 +466,7 @@ pub enum Severity {
 impl Severity {
     pub fn as_str(self) -> &'static str {
         match self {
+            Severity::Info => "info",
             Severity::Warning => "warning",
             Severity::Error => "error",
         }

@@ -78,7 +78,13 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
     let s = &summary.secrets;
     let a = &summary.service_accounts;
     let changed = s.created + s.updated + s.deleted + a.patched + summary.pods.evicted > 0;
-    if summary.dry_run || summary.error.is_some() || (!changed && summary.problems.is_empty()) {
+    // Info (an accepted conflict) is in the summary only: no Event, every run.
+    let noteworthy = summary
+        .problems
+        .iter()
+        .filter(|p| p.severity != Severity::Info.as_str())
+        .count();
+    if summary.dry_run || summary.error.is_some() || (!changed && noteworthy == 0) {
         return vec![];
     }
     let mut out = vec![EventSpec {
@@ -105,7 +111,7 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
             a.patched,
             a.failed,
             summary.pods.evicted,
-            summary.problems.len(),
+            noteworthy,
             summary.namespaces.selected
         )),
     }];
@@ -126,7 +132,11 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
                 .into(),
         });
     }
-    for p in &summary.problems {
+    for p in summary
+        .problems
+        .iter()
+        .filter(|p| p.severity != Severity::Info.as_str())
+    {
         // Run-level problems (no object) are in the summary Event; the inventory lives in the
         // source namespace.
         let namespace = match (p.kind.as_str(), p.namespace.is_empty()) {

@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectM
 
 use crate::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState, StuckPod};
 use crate::{
-    DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INVENTORY_KEY, MANAGED_BY_LABEL, PATCHER,
-    PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION, SOURCE_ANNOTATION,
+    CONFLICT_ANNOTATION, DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INVENTORY_KEY, MANAGED_BY_LABEL,
+    PATCHER, PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION, SOURCE_ANNOTATION,
 };
 
 fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
@@ -52,6 +52,8 @@ pub fn secret(s: Secret) -> SecretState {
         type_: s.type_.clone().unwrap_or_else(|| "Opaque".into()),
         ours: label(meta, MANAGED_BY_LABEL) == Some(FIELD_MANAGER),
         patcher,
+        conflict_accepted: annotation(meta, CONFLICT_ANNOTATION)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("accept")),
         source_annotation: annotation(meta, SOURCE_ANNOTATION).map(str::to_owned),
         data: s.data.and_then(|mut d| d.remove(DOCKERCONFIGJSON_KEY)).map(|b| b.0),
         managers,

@@ -79,6 +79,8 @@ pub struct Secrets {
     /// Not deleted because a prune guard refused it this run.
     pub refused: usize,
     pub conflicts: usize,
+    /// Same-name Secrets their owners marked `pullsecret-reconciler/conflict: accept`.
+    pub conflicts_accepted: usize,
     pub failed: usize,
 }
 
@@ -176,6 +178,12 @@ impl Summary {
             self.secrets.conflicts += 1;
             self.problems
                 .push(problem(&a.namespace, kind, &a.name, reason, message, Severity::Error));
+            return;
+        }
+        if let Op::AcceptedConflict { reason, message } = &a.op {
+            self.secrets.conflicts_accepted += 1;
+            self.problems
+                .push(problem(&a.namespace, kind, &a.name, reason, message, Severity::Info));
             return;
         }
         if let Some(f) = o.status.failure() {
@@ -327,8 +335,21 @@ impl Summary {
         let _ = writeln!(
             t,
             "  secrets:          {} created, {} updated ({} adopted), {} unchanged, {} deleted, {} kept, {} refused, \
-             {} conflicts, {} failed",
-            c.created, c.updated, c.adopted, c.unchanged, c.deleted, c.kept, c.refused, c.conflicts, c.failed
+             {} conflicts{}, {} failed",
+            c.created,
+            c.updated,
+            c.adopted,
+            c.unchanged,
+            c.deleted,
+            c.kept,
+            c.refused,
+            c.conflicts,
+            if c.conflicts_accepted > 0 {
+                format!(" ({} more accepted by their owners)", c.conflicts_accepted)
+            } else {
+                String::new()
+            },
+            c.failed
         );
         let a = &self.service_accounts;
         let _ = writeln!(
@@ -450,7 +471,7 @@ fn action_report(o: &Outcome, nothing_sent: bool) -> Option<ActionReport> {
         Op::Kept { .. } => ("kept", vec![], vec![]),
         Op::Refused { names, .. } => ("refused", vec![], names.clone()),
         Op::Evict { .. } => ("evict", vec![], vec![]),
-        Op::Unchanged | Op::Missing | Op::Conflict { .. } => return None,
+        Op::Unchanged | Op::Missing | Op::Conflict { .. } | Op::AcceptedConflict { .. } => return None,
     };
     let (status, failure) = match &o.status {
         Status::NotSent => ("planned", None),

@@ -115,6 +115,7 @@ fn dry_run_counts_what_would_happen_and_lists_every_action() {
             kept: 1,
             refused: 0,
             conflicts: 1,
+            conflicts_accepted: 0,
             failed: 0
         }
     );

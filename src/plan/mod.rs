@@ -232,7 +232,7 @@ impl<'a> World<'a> {
                     None => Op::CreateSecret { credential: i },
                     Some(s) => self.secret_op(i, cred, s),
                 };
-                if matches!(op, Op::Conflict { .. }) {
+                if matches!(op, Op::Conflict { .. } | Op::AcceptedConflict { .. }) {
                     blocked.insert(k);
                 } else {
                     usable.insert(k.clone());
@@ -256,6 +256,18 @@ impl<'a> World<'a> {
     }
 
     fn secret_op(&self, i: usize, cred: &Credential, s: &SecretState) -> Op {
+        match self.secret_op_unmarked(i, cred, s) {
+            Op::Conflict { reason, message } if s.conflict_accepted => Op::AcceptedConflict {
+                reason: "ConflictAccepted",
+                message: format!(
+                    "left alone as its owner asked (pullsecret-reconciler/conflict: accept): {reason}: {message}"
+                ),
+            },
+            op => op,
+        }
+    }
+
+    fn secret_op_unmarked(&self, i: usize, cred: &Credential, s: &SecretState) -> Op {
         let others = if s.managers.is_empty() {
             "no field manager recorded".to_owned()
         } else {

@@ -48,6 +48,7 @@ fn secret(ns: &str, name: &str, ours: bool, data: &str) -> SecretState {
         type_: DOCKER.into(),
         ours,
         patcher: false,
+        conflict_accepted: false,
         source_annotation: ours.then(|| "secret:home/src".into()),
         data: Some(data.as_bytes().to_vec()),
         managers: vec!["kubectl".into()],
@@ -1003,4 +1004,50 @@ fn the_heal_limit_holds_and_the_rest_is_refused() {
             .count(),
         5
     );
+}
+
+#[test]
+fn a_conflict_its_owner_accepts_is_left_alone_as_info() {
+    let creds = [cred("regcred", "D1")];
+    let mut theirs = secret("a", "regcred", false, "THEIRS");
+    theirs.conflict_accepted = true;
+    let observed = Observed {
+        namespaces: vec![ns("a")],
+        secrets: vec![theirs],
+        service_accounts: vec![sa("a", "default", &[], &[])],
+        inventory: inventory(&["regcred"]),
+        pods: no_pods(),
+        ..Observed::default()
+    };
+    let p = plan(&policy(&["default"], Adopt::Patcher, true), &creds, &observed);
+    let a = find(&p, Kind::Secret, "a", "regcred");
+    assert!(
+        matches!(
+            a.op,
+            Op::AcceptedConflict {
+                reason: "ConflictAccepted",
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    assert_eq!(
+        writes(&p),
+        0,
+        "never written, and no ServiceAccount entry for it: {p:?}"
+    );
+    let s = crate::report::Summary::from_run(&p, &crate::apply::unsent(p.actions.clone()), crate::model::DryRun::Off);
+    assert_eq!((s.secrets.conflicts, s.secrets.conflicts_accepted), (0, 1));
+    assert_eq!(s.problems[0].severity, "info");
+    assert_eq!(
+        s.exit_code(),
+        0,
+        "an accepted conflict does not count against convergence"
+    );
+    // Unmarked, the same Secret is a conflict: exit 1.
+    let mut unmarked = observed.clone();
+    unmarked.secrets[0].conflict_accepted = false;
+    let p = plan(&policy(&["default"], Adopt::Patcher, true), &creds, &unmarked);
+    let s = crate::report::Summary::from_run(&p, &crate::apply::unsent(p.actions.clone()), crate::model::DryRun::Off);
+    assert_eq!((s.secrets.conflicts, s.exit_code()), (1, 1));
 }

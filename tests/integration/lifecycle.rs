@@ -45,6 +45,47 @@ async fn secrets_we_do_not_own_are_left_alone_and_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_its_owner_accepts_is_info_and_the_run_converges() {
+    let env = TestEnv::new("lc9").await;
+    let src = env.name("regcred");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    let (tenant, fine) = (env.name("tenant"), env.name("fine"));
+    for ns in [&tenant, &fine] {
+        env.create_namespace(ns, &[], &[]).await;
+    }
+    let theirs = crate::support::fake_dockerconfig("tenant-user", "tenant-password");
+    env.put_dockerconfig(&tenant, &src, &theirs, &[("pullsecret-reconciler/conflict", "accept")])
+        .await;
+    let before = env.snapshot().await;
+    let vars = [("PULLSECRET_SOURCE_SECRETS", src.as_str())];
+    let run = env.run(&vars).await;
+    assert_eq!(
+        run.code, 0,
+        "an accepted conflict does not count against convergence: {run:?}"
+    );
+    assert_eq!(
+        (
+            run.count("secrets", "conflicts"),
+            run.count("secrets", "conflicts_accepted")
+        ),
+        (0, 1)
+    );
+    let p = &run.problems()[0];
+    assert_eq!(
+        (p["namespace"].as_str(), p["severity"].as_str()),
+        (Some(tenant.as_str()), Some("info"))
+    );
+    let after = env.snapshot().await;
+    for key in [format!("secret/{tenant}/{src}"), format!("sa/{tenant}/default")] {
+        assert_eq!(before[&key], after[&key], "{key} was modified");
+    }
+    assert_eq!(secret_data(&env.secret(&tenant, &src).await.unwrap()), theirs);
+    // The next run has nothing to write and no Event to send about it.
+    let again = env.run(&vars).await;
+    assert_eq!((again.code, again.writes()), (0, 0), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imagepullsecret_patcher_secrets_are_adopted_unless_adopt_none() {
     let env = TestEnv::new("lc2").await;
     let src = env.name("regcred");
