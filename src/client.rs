@@ -18,7 +18,8 @@ use crate::model::ApiRequests;
 
 /// Counts requests as they leave the client: GETs (gets and list pages) are reads, everything else
 /// a write; also tracks the most writes ever in flight at once. kube's own retries of
-/// 429/503/504 happen below this layer and are not counted again.
+/// 429/503/504 happen below this layer and are not counted again; the Lease's requests are
+/// not counted (the run's own bookkeeping).
 #[derive(Clone, Default)]
 pub struct RequestCounter {
     reads: Arc<AtomicU64>,
@@ -111,6 +112,20 @@ where
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         // Path and query only: names and selectors, never a body.
         tracing::debug!(method = %req.method(), path = req.uri().path(), query = req.uri().query().unwrap_or(""), "api request");
+        // The Lease (one run at a time) is the run's own bookkeeping, a constant 2-3 requests:
+        // not counted, so a run with nothing to do still reports zero writes.
+        if req.uri().path().starts_with("/apis/coordination.k8s.io/") {
+            let bytes = Arc::new(AtomicU64::new(0));
+            let fut = self.inner.call(req);
+            return Box::pin(async move {
+                fut.await.map(|resp| {
+                    resp.map(|b| CountedBody {
+                        inner: Box::pin(b),
+                        bytes,
+                    })
+                })
+            });
+        }
         let c = &self.counter;
         let bytes = c.bytes_read.clone();
         let count = move |resp: http::Response<B>| {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod explain;
 pub mod glob;
 pub mod kubelet;
+pub mod lease;
 pub mod metrics;
 pub mod model;
 pub mod notify;
@@ -62,7 +63,6 @@ pub async fn run(
     let client = &connection.client;
     let started = Instant::now();
     let deadline = started + config.timeout;
-    let reader = observe::Reader::new(client.clone());
 
     let passed = |what: &str| anyhow!("the run deadline ({}s) passed while {what}", config.timeout.as_secs());
     let loaded = timeout_at(deadline, source::load(config, client, source_namespace, deadline))
@@ -90,6 +90,59 @@ pub async fn run(
         }
     }
 
+    // One run at a time (dry runs persist nothing and take no Lease).
+    let lease = if config.dry_run == DryRun::Off {
+        let wait = lease::MAX_WAIT.min(config.timeout / 3);
+        match lease::acquire(client, source_namespace, &lease::identity(), wait).await? {
+            lease::Acquired::Held(held) => Some(held),
+            lease::Acquired::Busy(holder) => {
+                let message = format!(
+                    "another run holds the Lease {source_namespace}/{} ({holder}); waited {}s and wrote nothing. \
+                     Overlapping runs (a CronJob, a manual Job, a CI step) take turns; run again later",
+                    lease::LEASE_NAME,
+                    wait.as_secs()
+                );
+                tracing::error!(holder = %holder, "the Lease is held by another run; nothing written");
+                let mut summary = Summary::from_run(&model::Plan::default(), &[], config.dry_run);
+                summary.problems.push(report::problem(
+                    source_namespace,
+                    "Lease",
+                    lease::LEASE_NAME,
+                    "LeaseHeld",
+                    &message,
+                    model::Severity::Error,
+                ));
+                summary.converged = false;
+                summary.registries = registries;
+                summary.api_requests = counter.snapshot();
+                summary.duration_ms = started.elapsed().as_millis() as u64;
+                return Ok(summary);
+            }
+        }
+    } else {
+        None
+    };
+    let summary = reconcile(config, connection, source_namespace, loaded, registries, deadline).await;
+    if let Some(held) = lease {
+        held.release().await;
+    }
+    let mut summary = summary?;
+    summary.api_requests = counter.snapshot();
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+/// Observe, plan, apply, report and notify, under the Lease.
+async fn reconcile(
+    config: &Config,
+    connection: &client::Connection,
+    source_namespace: &str,
+    loaded: source::Loaded,
+    registries: Vec<verify::RegistryCheck>,
+    deadline: Instant,
+) -> Result<Summary> {
+    let client = &connection.client;
+    let reader = observe::Reader::new(client.clone());
     let read = async {
         let credentials = loaded.credentials;
         let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
@@ -154,8 +207,6 @@ pub async fn run(
         let anchor = notify::Anchor::of(&config.source, source_namespace);
         notify::send(client, &mut summary, &anchor, deadline).await;
     }
-    summary.api_requests = counter.snapshot();
-    summary.duration_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
 }
 

@@ -210,9 +210,14 @@ impl TestEnv {
     }
 
     /// A ServiceAccount `name` in this test's source namespace with exactly the ClusterRole `rules`
-    /// (YAML list items) bound cluster-wide; returns a kubeconfig that authenticates as it.
+    /// (YAML list items) bound cluster-wide, plus the Lease rules every writing run needs; returns a
+    /// kubeconfig that authenticates as it.
     pub async fn identity(&self, name: &str, rules: &str) -> PathBuf {
         let role = self.name(name);
+        // Every writing run takes the Lease: that much is always granted (in the shipped Role).
+        let rules = format!(
+            "{rules}\n- {{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, patch, create]}}"
+        );
         self.cp.apply_yaml(&format!(
             "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name}, namespace: {home}}}\n---\n\
              apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {role}}}\nrules:\n{rules}\n---\n\
