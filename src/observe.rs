@@ -171,31 +171,60 @@ impl Reader {
         .await
     }
 
-    /// Pages through a list. Each page is reduced by `keep` and dropped before the next is
-    /// fetched, so memory follows the kept fields, not the raw objects.
     async fn paged<I, T, F, Fut>(
         &self,
         labels: Option<&str>,
         fields: Option<&str>,
-        mut fetch: F,
-        mut keep: impl FnMut(I) -> Option<T>,
+        fetch: F,
+        keep: impl FnMut(I) -> Option<T>,
     ) -> Result<Vec<T>>
     where
         I: Clone,
         F: FnMut(ListParams) -> Fut,
         Fut: Future<Output = kube::Result<ObjectList<I>>>,
     {
-        let mut params = ListParams::default().limit(self.page_size);
-        params.label_selector = labels.map(str::to_owned);
-        params.field_selector = fields.map(str::to_owned);
-        let mut out = Vec::new();
-        loop {
-            let page = fetch(params.clone()).await?;
-            out.extend(page.items.into_iter().filter_map(&mut keep));
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params.continue_token = Some(token),
-                None => return Ok(out),
+        paged(self.page_size, labels, fields, fetch, keep).await
+    }
+}
+
+/// Pages through a list. Each page is reduced by `keep` and dropped before the next is fetched,
+/// so memory follows the kept fields, not the raw objects. An expired continue token (410 Gone:
+/// the API server compacted that snapshot) restarts the list from the beginning, once.
+async fn paged<I, T, F, Fut>(
+    page_size: u32,
+    labels: Option<&str>,
+    fields: Option<&str>,
+    mut fetch: F,
+    mut keep: impl FnMut(I) -> Option<T>,
+) -> Result<Vec<T>>
+where
+    I: Clone,
+    F: FnMut(ListParams) -> Fut,
+    Fut: Future<Output = kube::Result<ObjectList<I>>>,
+{
+    let mut params = ListParams::default().limit(page_size);
+    params.label_selector = labels.map(str::to_owned);
+    params.field_selector = fields.map(str::to_owned);
+    let mut out = Vec::new();
+    let mut restarted = false;
+    loop {
+        let page = match fetch(params.clone()).await {
+            Err(kube::Error::Api(s)) if s.code == 410 && params.continue_token.is_some() && !restarted => {
+                tracing::warn!(
+                    kept = out.len(),
+                    "the list's continue token expired (410 Gone); listing again from the beginning, once"
+                );
+                restarted = true;
+                out.clear();
+                params.continue_token = None;
+                continue;
             }
+            page => page?,
+        };
+        out.extend(page.items.into_iter().filter_map(&mut keep));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params.continue_token = Some(token),
+            None => return Ok(out),
         }
     }
 }
@@ -215,5 +244,66 @@ fn selector_error(e: anyhow::Error, selector: Option<&str>) -> anyhow::Error {
             s.message
         ),
         _ => e.context("listing namespaces"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use kube::api::{ListMeta, TypeMeta};
+    use kube::core::Status;
+
+    use super::*;
+
+    fn page(items: &[u32], next: Option<&str>) -> kube::Result<ObjectList<u32>> {
+        Ok(ObjectList {
+            types: TypeMeta::default(),
+            metadata: ListMeta {
+                continue_: next.map(str::to_owned),
+                ..ListMeta::default()
+            },
+            items: items.to_vec(),
+        })
+    }
+
+    fn gone() -> kube::Result<ObjectList<u32>> {
+        Err(kube::Error::Api(Box::new(Status {
+            code: 410,
+            reason: "Expired".into(),
+            ..Status::default()
+        })))
+    }
+
+    /// A fetch that answers from a script, recording the continue tokens it was asked for.
+    async fn list(script: Vec<kube::Result<ObjectList<u32>>>) -> (Result<Vec<u32>>, Vec<Option<String>>) {
+        let script = RefCell::new(script.into_iter());
+        let asked = RefCell::new(Vec::new());
+        let fetch = |p: ListParams| {
+            asked.borrow_mut().push(p.continue_token.clone());
+            let answer = script.borrow_mut().next().expect("an answer");
+            async move { answer }
+        };
+        let out = paged(2, None, None, fetch, Some).await;
+        (out, asked.into_inner())
+    }
+
+    #[tokio::test]
+    async fn an_expired_continue_token_restarts_the_list_once() {
+        let (out, asked) = list(vec![
+            page(&[1, 2], Some("t1")),
+            gone(),
+            page(&[1, 2], Some("t2")),
+            page(&[3], None),
+        ])
+        .await;
+        assert_eq!(out.unwrap(), [1, 2, 3], "nothing twice, nothing lost");
+        assert_eq!(asked, [None, Some("t1".into()), None, Some("t2".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_second_expiry_is_an_error() {
+        let (out, _) = list(vec![page(&[1], Some("t1")), gone(), page(&[1], Some("t2")), gone()]).await;
+        assert!(out.is_err());
     }
 }

@@ -240,7 +240,13 @@ pub fn parse_go_duration(s: &str) -> Result<Duration> {
         total += number * seconds;
         rest = &rest[unit_end..];
     }
-    Ok(Duration::from_secs_f64(total))
+    // Go's durations are int64 nanoseconds: about 292 years at most. Beyond that (or a number too
+    // long to be finite) the answer is unusable, never a panic.
+    const GO_MAX_SECS: f64 = i64::MAX as f64 / 1e9;
+    if !total.is_finite() || total > GO_MAX_SECS {
+        bail!("out of range (a Go duration is at most about 292 years)");
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| anyhow!("out of range"))
 }
 
 /// The providers that serve `image`, in config order.
@@ -393,7 +399,8 @@ pub fn merge(answers: &[(String, Answer)], now: SystemTime) -> (Vec<u8>, Vec<Exp
             expiries.push(Expiry {
                 server: server.clone(),
                 provider: provider.clone(),
-                expires_at: (!answer.lifetime.is_zero()).then(|| (epoch + answer.lifetime).as_secs()),
+                expires_at: (!answer.lifetime.is_zero())
+                    .then(|| epoch.checked_add(answer.lifetime).map_or(u64::MAX, |t| t.as_secs())),
             });
         }
     }
@@ -734,6 +741,18 @@ providers:
         assert!(e.contains("at least 1 provider"), "{e}");
         let slash = CONFIG.replace("name: acme", "name: ../acme");
         assert!(format!("{:#}", parse_config(slash.as_bytes(), "c").unwrap_err()).contains("name must be a file name"));
+    }
+
+    #[test]
+    fn durations_past_gos_range_are_errors_not_panics() {
+        for huge in ["99999999999999999999h", "300000000000s", "1e400h"] {
+            assert!(parse_go_duration(huge).is_err(), "{huge}");
+        }
+        assert!(parse_go_duration("2562047h").is_ok(), "just inside Go's range");
+        let (p, image) = (&providers()[1], "registry.acme.test:5000/app");
+        let answer = br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderResponse","cacheKeyType":"Registry","cacheDuration":"99999999999999999999h","auth":{"registry.acme.test:5000":{"username":"u","password":"fake-secret"}}}"#;
+        let e = parse_answer(p, image, answer).unwrap_err();
+        assert!(format!("{e:#}").contains("cacheDuration"), "{e:#}");
     }
 
     #[test]
