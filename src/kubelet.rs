@@ -202,6 +202,35 @@ fn class(p: &[char], c: Option<char>) -> Option<(bool, &[char])> {
     Some((matched != negated && c.is_some(), &p[i..]))
 }
 
+/// An `auths` entry's `auth` field as the kubelet decodes it (`decodeDockerConfigFieldAuth`,
+/// `pkg/credentialprovider/config.go`): ending in `=` (after trimming) it must be padded
+/// standard base64, else unpadded; Go's decoder skips CR and LF and accepts non-zero trailing
+/// bits; the text splits at the first `:`. `None` where the kubelet fails to parse the config.
+/// Validation, verify and explain all read credentials through this one function.
+pub fn decode_auth(field: &str) -> Option<(String, String)> {
+    let decoded = String::from_utf8(decode_auth_bytes(field)?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// The base64 step of [`decode_auth`] alone.
+pub fn decode_auth_bytes(field: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let config = GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true);
+    let padded = field.trim().ends_with('=');
+    let engine = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        config.with_decode_padding_mode(if padded {
+            DecodePaddingMode::RequireCanonical
+        } else {
+            DecodePaddingMode::RequireNone
+        }),
+    );
+    let bytes: Vec<u8> = field.bytes().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
+    engine.decode(bytes).ok()
+}
+
 /// `BasicDockerKeyring.Add`'s key for an `auths` entry: scheme dropped, `/v1/` and `/v2/`
 /// equivalent to the bare host, a further path kept. `None` where Go's url.Parse fails.
 pub fn keyring_key(location: &str) -> Option<String> {
@@ -564,6 +593,23 @@ mod tests {
         // Malformed anywhere is ErrBadPattern, as Go checks the remainder after a mismatch.
         assert_eq!(path_match("x[", "a"), None);
         assert_eq!(path_match("a\\", "a"), None);
+    }
+
+    #[test]
+    fn auth_fields_decode_as_the_kubelet_decodes_them() {
+        let ok = |user: &str, password: &str| Some((user.to_owned(), password.to_owned()));
+        assert_eq!(decode_auth("dTpwYQ=="), ok("u", "pa"), "padded");
+        assert_eq!(decode_auth("dTpwYQ"), ok("u", "pa"), "unpadded, as RawStdEncoding");
+        assert_eq!(decode_auth("dTpw"), ok("u", "p"), "no padding needed");
+        assert_eq!(decode_auth("dTpw\nYQ=="), ok("u", "pa"), "Go skips newlines");
+        assert_eq!(decode_auth("dTpwYQ="), None, "wrong padding fails in Go too");
+        assert_eq!(decode_auth("dTp=wYQ"), None, "'=' inside unpadded data");
+        assert_eq!(decode_auth("dXNlcg"), None, "no ':'");
+        assert_eq!(
+            decode_auth("OnA="),
+            ok("", "p"),
+            "an empty user parses (the kubelet sends it)"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde::Serialize;
@@ -163,14 +163,13 @@ pub fn validate(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
 fn check_entry(entry: &Value) -> std::result::Result<(), &'static str> {
     let entry = entry.as_object().ok_or("not an object")?;
     let text = |k: &str| entry.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    if let Some(auth) = entry.get("auth") {
+    // As the kubelet: a non-empty `auth` wins over username/password, and must decode its way.
+    if let Some(auth) = entry.get("auth").filter(|a| a.as_str() != Some("")) {
         let auth = auth.as_str().ok_or("\"auth\" is not a string")?;
-        let decoded = STANDARD
-            .decode(auth.trim())
-            .or_else(|_| STANDARD_NO_PAD.decode(auth.trim().trim_end_matches('=')))
-            .map_err(|_| "\"auth\" is not valid base64")?;
-        let decoded = std::str::from_utf8(&decoded).map_err(|_| "\"auth\" does not decode to text")?;
-        match decoded.split_once(':') {
+        if crate::kubelet::decode_auth_bytes(auth).is_none() {
+            return Err("\"auth\" is not valid base64 as the kubelet decodes it (padded, or unpadded without '=')");
+        }
+        match crate::kubelet::decode_auth(auth) {
             Some((user, _)) if !user.is_empty() => Ok(()),
             Some(_) => Err("\"auth\" decodes to an empty user name"),
             None => Err("\"auth\" does not decode to user:password"),
@@ -254,6 +253,10 @@ mod tests {
             (r#"{"auths":{}}"#, "\"auths\" is empty"),
             (r#"{"auths":{"r":"x"}}"#, "not an object"),
             (r#"{"auths":{"r":{"auth":"***"}}}"#, "not valid base64"),
+            (
+                r#"{"auths":{"r":{"auth":"dTpwYQ="}}}"#,
+                "not valid base64 as the kubelet decodes it",
+            ),
             (r#"{"auths":{"r":{"auth":"bm9jb2xvbg=="}}}"#, "user:password"),
             (r#"{"auths":{"r":{"auth":"OnB3"}}}"#, "empty user name"),
             (r#"{"auths":{"r":{"auth":1}}}"#, "not a string"),

@@ -12,7 +12,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use base64::Engine as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
@@ -82,18 +81,8 @@ pub fn targets(credentials: &[Credential]) -> Vec<Target> {
         };
         for (server, entry) in auths {
             let text = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-            let (username, password) = match entry.get("auth").and_then(Value::as_str) {
-                Some(auth) => {
-                    let decoded = base64::engine::general_purpose::STANDARD
-                        .decode(auth.trim())
-                        .ok()
-                        .and_then(|b| String::from_utf8(b).ok())
-                        .unwrap_or_default();
-                    match decoded.split_once(':') {
-                        Some((u, p)) => (u.to_owned(), p.to_owned()),
-                        None => (String::new(), String::new()),
-                    }
-                }
+            let (username, password) = match entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
+                Some(auth) => crate::kubelet::decode_auth(auth).unwrap_or_default(),
                 None => (text("username"), text("password")),
             };
             out.push(Target {
@@ -413,6 +402,17 @@ mod tests {
             source_secret: None,
             data: json.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn an_unpadded_auth_logs_in_with_its_user_as_the_kubelet_would() {
+        // base64("ci-bot:pw") unpadded: validation accepts it, and so does the kubelet.
+        let json = r#"{"auths":{"r.test":{"auth":"Y2ktYm90OnB3"}}}"#;
+        let unpadded = r#"{"auths":{"r.test":{"auth":"Y2ktYm90OnB3YQ"}}}"#;
+        assert!(crate::source::validate(unpadded.as_bytes(), "x").is_ok());
+        let t = &targets(&[credential(json), credential(unpadded)]);
+        assert_eq!((t[0].username.as_str(), t[0].password.as_str()), ("ci-bot", "pw"));
+        assert_eq!((t[1].username.as_str(), t[1].password.as_str()), ("ci-bot", "pwa"));
     }
 
     #[test]
