@@ -16,10 +16,12 @@ use tokio::task::JoinHandle;
 use crate::FIELD_MANAGER;
 
 pub const LEASE_NAME: &str = "pullsecret-reconciler";
-/// A holder that has not renewed for this long is gone.
-pub const LEASE_SECONDS: i32 = 30;
-/// The most a run waits for another run's Lease (less when the run's deadline is nearer).
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// A holder that has not renewed for this long is gone (it renews every third of it).
+pub const LEASE_SECONDS: i32 = 15;
+/// The most a run waits for another run's Lease (at most half the run's deadline): longer than a
+/// Lease lasts, so the Lease of a run that died (killed, or cut off from the API server before it
+/// could release) expires within the wait and is taken over.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
 pub enum Acquired {
     Held(Box<Held>),
@@ -125,7 +127,7 @@ impl Held {
     fn start(api: Api<Lease>, identity: &str) -> Held {
         let (renew_api, me) = (api.clone(), identity.to_owned());
         let renewer = tokio::spawn(async move {
-            let every = Duration::from_secs(u64::try_from(LEASE_SECONDS / 3).unwrap_or(10));
+            let every = Duration::from_secs(u64::try_from(LEASE_SECONDS / 3).unwrap_or(5));
             loop {
                 tokio::time::sleep(every).await;
                 let body = json!({ "spec": { "holderIdentity": me, "renewTime": now() } });
@@ -171,7 +173,7 @@ mod tests {
         let t = k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(renewed_ago);
         serde_json::from_value(json!({
             "metadata": { "name": LEASE_NAME },
-            "spec": { "holderIdentity": holder, "leaseDurationSeconds": 30, "renewTime": MicroTime(t) },
+            "spec": { "holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": MicroTime(t) },
         }))
         .unwrap()
     }
@@ -179,7 +181,7 @@ mod tests {
     #[test]
     fn a_lease_is_free_when_unheld_or_not_renewed_in_time() {
         assert!(!expired(&lease(Some("run-a/1"), 5)), "held and fresh");
-        assert!(expired(&lease(Some("run-a/1"), 31)), "its holder stopped renewing");
+        assert!(expired(&lease(Some("run-a/1"), 16)), "its holder stopped renewing");
         assert!(expired(&lease(None, 1)), "released");
         assert!(expired(&Lease::default()), "no spec");
     }

@@ -92,7 +92,7 @@ pub async fn run(
 
     // One run at a time (dry runs persist nothing and take no Lease).
     let lease = if config.dry_run == DryRun::Off {
-        let wait = lease::MAX_WAIT.min(config.timeout / 3);
+        let wait = lease::MAX_WAIT.min(config.timeout / 2);
         match lease::acquire(client, source_namespace, &lease::identity(), wait).await? {
             lease::Acquired::Held(held) => Some(held),
             lease::Acquired::Busy(holder) => {
@@ -157,6 +157,28 @@ async fn reconcile(
             }
             let names = model::managed_names(&targets, &observed.inventory.names);
             observed.pods = reader.pods(&names).await?;
+            // Workloads at zero replicas (or between CronJob runs) make Pods later: their
+            // templates count too, read only where a delete is planned.
+            let namespaces: std::collections::BTreeSet<String> = plan
+                .actions
+                .iter()
+                .filter(|a| {
+                    matches!(
+                        a.op,
+                        model::Op::Refused {
+                            reason: "ReferencesNotRead",
+                            ..
+                        }
+                    )
+                })
+                .map(|a| a.namespace.clone())
+                .collect();
+            if let model::Pods::Read(pods) = &mut observed.pods {
+                match reader.templates(&namespaces, &names).await? {
+                    model::Pods::Read(templates) => pods.extend(templates),
+                    unreadable => observed.pods = unreadable,
+                }
+            }
             plan = plan::plan(&config.policy, &credentials, &observed);
         }
         tracing::info!(

@@ -180,6 +180,9 @@ pub enum Pods {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodState {
+    /// `Pod`, or the workload whose Pod template names the Secret (`Deployment`, `StatefulSet`,
+    /// `DaemonSet`, `ReplicaSet`, `Job`, `CronJob`): it makes Pods that will.
+    pub kind: &'static str,
     pub namespace: String,
     pub name: String,
     /// Only the managed names among the Pod's `spec.imagePullSecrets`.

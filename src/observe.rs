@@ -15,13 +15,16 @@ use serde::de::DeserializeOwned;
 use crate::INVENTORY_NAME;
 use crate::glob::Glob;
 use crate::model::{
-    Heal, Inventory, Listed, NamespaceState, Observed, Pods, Policy, SecretState, ServiceAccountState, StuckPod,
-    managed_names,
+    Heal, Inventory, Listed, NamespaceState, Observed, PodState, Pods, Policy, SecretState, ServiceAccountState,
+    StuckPod, managed_names,
 };
 use crate::reduce;
 
 /// Objects per list page.
 pub const PAGE_SIZE: u32 = 500;
+/// Up to this many namespaces with a delete candidate, workload templates are listed per
+/// namespace; past it, cluster-wide.
+pub const PER_NAMESPACE_LISTS: usize = 20;
 
 pub struct Reader {
     pub client: Client,
@@ -141,6 +144,94 @@ impl Reader {
             Err(e) if status(&e) == Some(403) => Ok(Pods::Unreadable(format!("{e:#}"))),
             Err(e) => Err(e).context("listing Pods"),
         }
+    }
+
+    /// Workloads whose Pod templates name one of `names` directly, in `namespaces` only (those
+    /// that hold a delete candidate): a Deployment at zero replicas or a CronJob between runs
+    /// makes Pods that will need the copy. One list per kind and namespace while they are few
+    /// (up to [`PER_NAMESPACE_LISTS`] namespaces), else one cluster-wide list per kind. Read only
+    /// when the plan would delete; a refusal (RBAC) means nothing is deleted.
+    pub async fn templates(&self, namespaces: &BTreeSet<String>, names: &[String]) -> Result<Pods> {
+        let names: BTreeSet<String> = names.iter().cloned().collect();
+        let scopes: Vec<Option<&str>> = if namespaces.len() <= PER_NAMESPACE_LISTS {
+            namespaces.iter().map(|n| Some(n.as_str())).collect()
+        } else {
+            vec![None]
+        };
+        let mut out = Vec::new();
+        for scope in scopes {
+            let r = self.templates_in(scope, &names, namespaces, &mut out).await;
+            match r {
+                Ok(()) => {}
+                Err(e) if status(&e) == Some(403) => return Ok(Pods::Unreadable(format!("{e:#}"))),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Pods::Read(out))
+    }
+
+    async fn templates_in(
+        &self,
+        scope: Option<&str>,
+        names: &BTreeSet<String>,
+        namespaces: &BTreeSet<String>,
+        out: &mut Vec<PodState>,
+    ) -> Result<()> {
+        use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+        use k8s_openapi::api::batch::v1::{CronJob, Job};
+        let keep = |s: PodState| namespaces.contains(&s.namespace).then_some(s);
+        macro_rules! kind {
+            ($k:ty, $name:literal, |$o:ident| $spec:expr) => {{
+                let found = self
+                    .list_in::<$k, _>(scope, |$o: $k| {
+                        let spec = $spec.cloned();
+                        reduce::template($name, $o.metadata, spec.as_ref(), names).and_then(keep)
+                    })
+                    .await
+                    .with_context(|| format!("listing {}s (their Pod templates)", $name))?;
+                out.extend(found);
+            }};
+        }
+        kind!(Deployment, "Deployment", |o| o.spec.template.spec.as_ref());
+        kind!(StatefulSet, "StatefulSet", |o| o.spec.template.spec.as_ref());
+        kind!(DaemonSet, "DaemonSet", |o| o.spec.template.spec.as_ref());
+        kind!(ReplicaSet, "ReplicaSet", |o| o
+            .spec
+            .template
+            .as_ref()
+            .and_then(|t| t.spec.as_ref()));
+        kind!(Job, "Job", |o| o.spec.as_ref().and_then(|s| s.template.spec.as_ref()));
+        kind!(CronJob, "CronJob", |o| o
+            .spec
+            .job_template
+            .spec
+            .as_ref()
+            .and_then(|j| j.template.spec.as_ref()));
+        Ok(())
+    }
+
+    /// One paged list of whole objects in one namespace, or cluster-wide.
+    async fn list_in<K, T>(&self, namespace: Option<&str>, keep: impl FnMut(K) -> Option<T>) -> Result<Vec<T>>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        self.paged(
+            None,
+            None,
+            |p| {
+                let api = api.clone();
+                async move { api.list(&p).await }
+            },
+            keep,
+        )
+        .await
     }
 
     /// The inventory of names earlier runs managed; a missing ConfigMap is an empty inventory.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 
 use crate::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState, StuckPod};
@@ -103,6 +103,7 @@ pub fn pod(p: Pod, names: &BTreeSet<String>) -> Option<PodState> {
         .filter(|n| names.contains(n))
         .collect();
     (!pull_secrets.is_empty()).then(|| PodState {
+        kind: "Pod",
         namespace: p.metadata.namespace.unwrap_or_default(),
         name: p.metadata.name.unwrap_or_default(),
         pull_secrets,
@@ -139,6 +140,29 @@ pub fn stuck_pod(p: Pod) -> Option<StuckPod> {
         service_account: spec.service_account_name.unwrap_or_else(|| "default".into()),
         pull_secrets: spec.image_pull_secrets.into_iter().flatten().map(|r| r.name).collect(),
         controller,
+    })
+}
+
+/// A workload whose Pod template names one of `names` directly (its Pods will, whatever the
+/// ServiceAccount says); `None` otherwise.
+pub fn template(
+    kind: &'static str,
+    meta: ObjectMeta,
+    spec: Option<&PodSpec>,
+    names: &BTreeSet<String>,
+) -> Option<PodState> {
+    let pull_secrets: Vec<String> = spec?
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .filter(|n| names.contains(n))
+        .collect();
+    (!pull_secrets.is_empty()).then(|| PodState {
+        kind,
+        namespace: meta.namespace.unwrap_or_default(),
+        name: meta.name.unwrap_or_default(),
+        pull_secrets,
     })
 }
 

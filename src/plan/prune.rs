@@ -205,7 +205,8 @@ impl<'a> World<'a> {
                 reason: "PodsNotListable",
                 message: format!(
                     "nothing was deleted: listing Pods (to make sure none still names a Secret before it is \
-                     deleted) failed: {why}. Grant `list` on pods to the reconciler's ClusterRole"
+                     deleted) failed: {why}. Grant `list` on pods, and on deployments, statefulsets, daemonsets, \
+                     replicasets, jobs and cronjobs (their Pod templates), to the reconciler's ClusterRole"
                 ),
                 severity: Severity::Error,
             });
@@ -273,14 +274,15 @@ impl<'a> World<'a> {
             }
         }
         if let Pods::Read(pods) = &self.observed.pods {
-            let mut names: Vec<&str> = pods
+            // Pods first, then the workloads whose templates name it.
+            let mut names: Vec<(bool, &str, &str)> = pods
                 .iter()
                 .filter(|p| p.namespace == ns && p.pull_secrets.iter().any(|n| n == name))
-                .map(|p| p.name.as_str())
+                .map(|p| (p.kind != "Pod", p.kind, p.name.as_str()))
                 .collect();
             names.sort_unstable();
             names.dedup();
-            out.extend(names.into_iter().map(|p| format!("Pod {p}")));
+            out.extend(names.into_iter().map(|(_, kind, p)| format!("{kind} {p}")));
         }
         out
     }

@@ -68,6 +68,7 @@ fn sa(ns: &str, name: &str, list: &[&str], recorded: &[&str]) -> ServiceAccountS
 
 fn pod(ns: &str, name: &str, secrets: &[&str]) -> PodState {
     PodState {
+        kind: "Pod",
         namespace: ns.into(),
         name: name.into(),
         pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),

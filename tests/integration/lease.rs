@@ -15,7 +15,7 @@ async fn hold(env: &TestEnv, holder: &str, renewed_secs_ago: i64) {
     let t = k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(renewed_secs_ago);
     let lease: Lease = serde_json::from_value(json!({
         "metadata": { "name": "pullsecret-reconciler" },
-        "spec": { "holderIdentity": holder, "leaseDurationSeconds": 30, "renewTime": MicroTime(t), "leaseTransitions": 0 },
+        "spec": { "holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": MicroTime(t), "leaseTransitions": 0 },
     }))
     .unwrap();
     Api::<Lease>::namespaced(env.client.clone(), &env.home)

@@ -441,3 +441,59 @@ async fn overlapping_runs_with_different_targets_both_keep_their_names() {
     let names = inventory(&env).await;
     assert!(names.contains(&mine) && names.contains(&other), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_at_zero_replicas_whose_template_names_a_copy_keeps_it() {
+    let env = TestEnv::new("prt").await;
+    let src = env.name("source");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    let (old, new) = (env.name("old"), env.name("new"));
+    let namespaces = converged(&env, 3, &src, &old).await;
+    // Scaled to zero, and a CronJob between runs: no Pod names the copy, their templates do.
+    let template = |name: &str, restart: &str| {
+        json!({ "metadata": { "labels": { "app": name } }, "spec": {
+            "restartPolicy": restart, "imagePullSecrets": [{ "name": old }],
+            "containers": [{ "name": "app", "image": "registry.example.invalid/app:1" }] } })
+    };
+    env.cp.apply_yaml(
+        &json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "web", "namespace": namespaces[0] },
+                 "spec": { "replicas": 0, "selector": { "matchLabels": { "app": "web" } }, "template": template("web", "Always") } })
+        .to_string(),
+    );
+    env.cp.apply_yaml(
+        &json!({ "apiVersion": "batch/v1", "kind": "CronJob", "metadata": { "name": "nightly", "namespace": namespaces[1] },
+                 "spec": { "schedule": "0 3 * * *", "suspend": true, "jobTemplate": { "spec": { "template": template("nightly", "Never") } } } })
+        .to_string(),
+    );
+    let renamed = format!("{src}={new}");
+    let run = env.run(&[("PULLSECRET_SOURCE_SECRETS", &renamed)]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let kept: Vec<(String, String)> = actions(&run, "kept");
+    assert_eq!(
+        kept,
+        vec![
+            (namespaces[0].clone(), old.clone()),
+            (namespaces[1].clone(), old.clone())
+        ],
+        "{}",
+        run.stdout
+    );
+    let messages: Vec<String> = run
+        .problems()
+        .iter()
+        .map(|p| p["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(messages.iter().any(|m| m.contains("Deployment web")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("CronJob nightly")), "{messages:?}");
+    assert!(
+        env.secret(&namespaces[2], &old).await.is_none(),
+        "nothing names the third copy"
+    );
+    for ns in &namespaces[..2] {
+        assert!(
+            env.secret(ns, &old).await.is_some(),
+            "{ns}: kept for the Pods the template will make"
+        );
+    }
+    no_dangling_references(&env, &namespaces).await;
+}
