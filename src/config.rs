@@ -483,7 +483,8 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     )?;
     let exclude = parse_globs(
         "PULLSECRET_EXCLUDE_NAMESPACES",
-        &raw.exclude_namespaces.unwrap_or_else(|| DEFAULT_EXCLUDES.into()),
+        // Empty is "not set", as for every variable but SERVICE_ACCOUNTS: the default excludes.
+        &non_empty(raw.exclude_namespaces).unwrap_or_else(|| DEFAULT_EXCLUDES.into()),
     )?;
     // The API server validates the selector on the first list, before any write.
     let namespace_selector = non_empty(raw.namespace_selector);
@@ -896,6 +897,17 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((c.policy.heal, c.policy.heal_limit), (Heal::Evict, 0));
+    }
+
+    #[test]
+    fn an_empty_exclude_list_is_the_default_not_everything() {
+        let c = parse(&[
+            ("PULLSECRET_SOURCE_SECRETS", "a"),
+            ("PULLSECRET_EXCLUDE_NAMESPACES", " "),
+        ])
+        .unwrap();
+        let excluded: Vec<&str> = c.policy.exclude.iter().map(Glob::as_str).collect();
+        assert_eq!(excluded, ["kube-system", "kube-public", "kube-node-lease"]);
     }
 
     #[test]

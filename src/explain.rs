@@ -876,11 +876,14 @@ pub fn parse_args(args: &[String]) -> Result<Args> {
     if a.service_account.is_some() && a.image.is_none() {
         bail!("--service-account goes with --image\n{USAGE}");
     }
-    for (what, v) in [
-        ("namespace", &a.namespace),
-        ("Pod", &a.pod),
-        ("ServiceAccount", &a.service_account),
-    ] {
+    if let Some(ns) = &a.namespace
+        && crate::config::check_label(ns).is_err()
+    {
+        bail!(
+            "invalid namespace name {ns:?}: a namespace is a DNS label (lower-case letters, digits, '-'; 63 at most)"
+        );
+    }
+    for (what, v) in [("Pod", &a.pod), ("ServiceAccount", &a.service_account)] {
         if let Some(v) = v
             && crate::config::check_object_name(v).is_err()
         {
@@ -988,6 +991,8 @@ mod args_tests {
             (vec!["a", "--stuck"], "exactly one of"),
             (vec!["a", "b"], "one Pod at a time"),
             (vec!["--stuck", "-n", "x"], "-n and --service-account do not apply"),
+            (vec!["web", "-n", "shop.eu"], "invalid namespace name"),
+            (vec!["web", "-n", "Shop"], "invalid namespace name"),
             (
                 vec!["a", "--service-account", "x"],
                 "--service-account goes with --image",

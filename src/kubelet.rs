@@ -376,7 +376,10 @@ pub fn parse_image_name(image: &str) -> Option<ImageName> {
     } else {
         path
     };
-    if path.is_empty() || name.is_empty() || tag.as_deref() == Some("") {
+    // The reference grammar's path is lower-case (the kubelet: InvalidImageName); a domain may
+    // have capitals.
+    if path.is_empty() || name.is_empty() || tag.as_deref() == Some("") || path.chars().any(|c| c.is_ascii_uppercase())
+    {
         return None;
     }
     let tag = match (&tag, &digest) {
@@ -531,6 +534,15 @@ mod tests {
     #[test]
     fn image_names_normalise_like_docker_references() {
         let n = |s: &str| parse_image_name(s).map(|i| (i.repository(), i.tag, i.digest));
+        assert_eq!(
+            n("registry.acme.test/Team/App:1"),
+            None,
+            "an upper-case repository is invalid"
+        );
+        assert!(
+            n("Registry.Acme.Test/team/app:1").is_some(),
+            "a domain may have capitals"
+        );
         assert_eq!(
             n("nginx"),
             Some(("docker.io/library/nginx".into(), Some("latest".into()), None))
