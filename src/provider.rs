@@ -489,13 +489,15 @@ fn looks_secret(word: &str) -> bool {
 }
 
 /// Runs one plugin for one image: the config's args and env on top of this process's
-/// environment, the request on stdin, at most `timeout`.
+/// environment, the request on stdin, at most `timeout`. `secrets` (the ServiceAccount token
+/// the request carries) never appear in an error, whatever the plugin echoes on stderr.
 pub async fn exec(
     provider: &Provider,
     bin_dir: &Path,
     image: &str,
     request: Vec<u8>,
     timeout: Duration,
+    secrets: &[&str],
 ) -> Result<Vec<u8>> {
     use tokio::io::AsyncWriteExt as _;
     let at = format!("credential provider {:?} for image {image:?}", provider.name);
@@ -532,7 +534,7 @@ pub async fn exec(
             || "was killed by a signal".to_owned(),
             |c| format!("exited with status {c}"),
         );
-        bail!("{at}: the plugin {status}: {}", redact_stderr(&out.stderr, &[]));
+        bail!("{at}: the plugin {status}: {}", redact_stderr(&out.stderr, secrets));
     }
     Ok(out.stdout)
 }
@@ -585,6 +587,7 @@ pub async fn load(
                 image,
                 request(provider, image, token.as_ref()),
                 left.min(EXEC_TIMEOUT),
+                &token.iter().map(|t| t.token.as_str()).collect::<Vec<_>>(),
             )
             .await?;
             answers.push((provider.name.clone(), parse_answer(provider, image, &stdout)?));
@@ -741,6 +744,34 @@ providers:
         assert!(e.contains("at least 1 provider"), "{e}");
         let slash = CONFIG.replace("name: acme", "name: ../acme");
         assert!(format!("{:#}", parse_config(slash.as_bytes(), "c").unwrap_err()).contains("name must be a file name"));
+    }
+
+    #[tokio::test]
+    async fn a_plugin_that_echoes_its_request_never_leaks_the_token() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("psr-echo-plugin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = &providers()[1];
+        let bin = dir.join(&p.name);
+        std::fs::write(&bin, "#!/bin/sh\ncat >&2\nexit 3\n").unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // No digits: the stderr heuristics alone would let it through.
+        let token = "fake-token-handed-to-the-plugin";
+        let request = format!(r#"{{"kind":"CredentialProviderRequest","serviceAccountToken":"{token}"}}"#);
+        let e = exec(
+            p,
+            &dir,
+            "registry.acme.test:5000/app",
+            request.into_bytes(),
+            Duration::from_secs(10),
+            &[token],
+        )
+        .await
+        .unwrap_err();
+        let text = format!("{e:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(text.contains("exited with status 3"), "{text}");
+        assert!(!text.contains(token), "{text}");
     }
 
     #[test]

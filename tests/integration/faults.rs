@@ -499,6 +499,72 @@ async fn trace_logs_never_contain_a_credential() {
             ("PULLSECRET_EXTRA", password),
         ],
     ];
+    // And the modes that talk to a registry or a plugin: verify against a real registry that
+    // takes this password, a credential-provider plugin that answers with it, and explain.
+    let registry = crate::support::registry::Registry::start("fake-user", password);
+    let verified = env.name("verified");
+    env.put_dockerconfig(&env.home, &verified, registry.dockerconfig().as_bytes(), &[])
+        .await;
+    let ca = registry.ca.to_str().unwrap().to_owned();
+    let dir = crate::providers::plugin_dir(&env, &["trace-provider"]);
+    let plugin_auth = format!(r#"{{"registry.trace.test": {{"username": "fake-user", "password": "{password}"}}}}"#);
+    let config = crate::providers::config_file(
+        &dir,
+        &[crate::providers::provider(
+            "trace-provider",
+            &["registry.trace.test"],
+            &[("PLUGIN_AUTH", plugin_auth.as_str())],
+            "",
+        )],
+    );
+    let (config, dir_s) = (config.to_str().unwrap().to_owned(), dir.to_str().unwrap().to_owned());
+    let image = format!("{}/team/app:1", registry.host);
+    // (variables, arguments) of each run.
+    type Run<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let talking: [Run; 3] = [
+        (
+            vec![
+                ("PULLSECRET_SOURCE_SECRETS", verified.as_str()),
+                ("PULLSECRET_VERIFY", "strict"),
+                ("PULLSECRET_REGISTRY_CA_FILE", ca.as_str()),
+            ],
+            vec![],
+        ),
+        (
+            vec![
+                ("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG", config.as_str()),
+                ("PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR", dir_s.as_str()),
+                ("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES", "registry.trace.test/app:1"),
+                ("PULLSECRET_SECRET_NAME", src.as_str()),
+            ],
+            vec![],
+        ),
+        (
+            vec![("PULLSECRET_REGISTRY_CA_FILE", ca.as_str())],
+            vec!["explain", "--image", image.as_str(), "-n", conflict.as_str()],
+        ),
+    ];
+    for (i, (extra, args)) in talking.iter().enumerate() {
+        let mut e: Vec<(&str, &str)> = vec![("RUST_LOG", "trace")];
+        e.extend(extra.iter().copied());
+        let run = crate::support::run_binary_args(&env.kubeconfig, &env.vars(&e), args).await;
+        assert!(
+            run.stderr.len() > 1000,
+            "talking run {i}: trace logging is not on: {run:?}"
+        );
+        assert!(
+            run.code != 2 || !args.is_empty(),
+            "talking run {i} did its work: {run:?}"
+        );
+        let all = format!("{}{}", run.stdout, run.stderr);
+        for f in &forbidden {
+            assert!(
+                !all.contains(f.as_str()),
+                "talking run {i} (exit {}) printed a credential",
+                run.code
+            );
+        }
+    }
     for (i, extra) in runs.iter().enumerate() {
         let mut e: Vec<(&str, &str)> = vec![("RUST_LOG", "trace")];
         e.extend(extra.iter().copied());

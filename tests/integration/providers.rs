@@ -15,7 +15,7 @@ use crate::support::{TestEnv, secret_data};
 const PLUGIN_API: &str = "credentialprovider.kubelet.k8s.io/v1";
 
 /// A folder of plugins named `names`, each a link to the test plugin.
-fn plugin_dir(env: &TestEnv, names: &[&str]) -> PathBuf {
+pub fn plugin_dir(env: &TestEnv, names: &[&str]) -> PathBuf {
     let dir = env.cp.kubeconfig.with_file_name(format!("plugins-{}", env.id));
     std::fs::create_dir_all(&dir).unwrap();
     let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/credential-providers/test-plugin");
@@ -28,7 +28,7 @@ fn plugin_dir(env: &TestEnv, names: &[&str]) -> PathBuf {
 }
 
 /// One provider entry of a CredentialProviderConfig.
-fn provider(name: &str, match_images: &[&str], env: &[(&str, &str)], extra: &str) -> String {
+pub fn provider(name: &str, match_images: &[&str], env: &[(&str, &str)], extra: &str) -> String {
     let images: Vec<String> = match_images.iter().map(|m| format!("{m:?}")).collect();
     let mut s = format!(
         "  - name: {name}\n    matchImages: [{}]\n    defaultCacheDuration: 12h\n    apiVersion: {PLUGIN_API}\n    args: [get-credentials]\n",
@@ -47,7 +47,7 @@ fn provider(name: &str, match_images: &[&str], env: &[(&str, &str)], extra: &str
     s
 }
 
-fn config_file(dir: &Path, providers: &[String]) -> PathBuf {
+pub fn config_file(dir: &Path, providers: &[String]) -> PathBuf {
     let path = dir.join("credential-providers.yaml");
     let text = format!(
         "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n{}",
