@@ -148,37 +148,12 @@ async fn reconcile(
         let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
         let mut observed = reader.observe(&config.policy, &targets, source_namespace).await?;
         let mut plan = plan::plan(&config.policy, &credentials, &observed);
-        // Pods, and every ServiceAccount, are read only when the plan would delete: they decide
-        // whether it may.
+        // References — ServiceAccounts, Pods and workload templates — are read only when the plan
+        // would delete, only where it would: they decide whether it may.
         if plan.needs_references {
-            if observed.service_accounts_listed != model::Listed::All {
-                observed.service_accounts = reader.service_accounts().await?;
-                observed.service_accounts_listed = model::Listed::All;
-            }
             let names = model::managed_names(&targets, &observed.inventory.names);
-            observed.pods = reader.pods(&names).await?;
-            // Workloads at zero replicas (or between CronJob runs) make Pods later: their
-            // templates count too, read only where a delete is planned.
-            let namespaces: std::collections::BTreeSet<String> = plan
-                .actions
-                .iter()
-                .filter(|a| {
-                    matches!(
-                        a.op,
-                        model::Op::Refused {
-                            reason: "ReferencesNotRead",
-                            ..
-                        }
-                    )
-                })
-                .map(|a| a.namespace.clone())
-                .collect();
-            if let model::Pods::Read(pods) = &mut observed.pods {
-                match reader.templates(&namespaces, &names).await? {
-                    model::Pods::Read(templates) => pods.extend(templates),
-                    unreadable => observed.pods = unreadable,
-                }
-            }
+            let namespaces = plan.reference_namespaces();
+            reader.references(&mut observed, &namespaces, &names).await;
             plan = plan::plan(&config.policy, &credentials, &observed);
         }
         tracing::info!(

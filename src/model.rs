@@ -267,6 +267,23 @@ impl Plan {
     pub fn writes(&self) -> impl Iterator<Item = &Action> {
         self.actions.iter().filter(|a| a.op.is_write())
     }
+
+    /// The namespaces of the deletes that wait for their references to be read.
+    pub fn reference_namespaces(&self) -> BTreeSet<String> {
+        self.actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.op,
+                    Op::Refused {
+                        reason: "ReferencesNotRead",
+                        ..
+                    }
+                )
+            })
+            .map(|a| a.namespace.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

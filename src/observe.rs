@@ -22,9 +22,18 @@ use crate::reduce;
 
 /// Objects per list page.
 pub const PAGE_SIZE: u32 = 500;
-/// Up to this many namespaces with a delete candidate, workload templates are listed per
-/// namespace; past it, cluster-wide.
+/// Up to this many namespaces with a delete candidate, references are listed per namespace;
+/// past it, cluster-wide (one paged list per kind).
 pub const PER_NAMESPACE_LISTS: usize = 20;
+
+/// Where reference lists go: each namespace while they are few, else the whole cluster.
+fn scopes(namespaces: &BTreeSet<String>) -> Vec<Option<&str>> {
+    if namespaces.len() <= PER_NAMESPACE_LISTS {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    } else {
+        vec![None]
+    }
+}
 
 pub struct Reader {
     pub client: Client,
@@ -135,41 +144,61 @@ impl Reader {
             .context("listing ServiceAccounts")
     }
 
-    /// Unfinished Pods naming one of `names`: one cluster-wide paged list, read only when the
-    /// plan would delete. A refusal (RBAC) is an answer, not an error: nothing will be deleted.
-    pub async fn pods(&self, names: &[String]) -> Result<Pods> {
-        let names: BTreeSet<String> = names.iter().cloned().collect();
-        match self.list_all::<Pod, _>(None, |p| reduce::pod(p, &names)).await {
-            Ok(pods) => Ok(Pods::Read(pods)),
-            Err(e) if status(&e) == Some(403) => Ok(Pods::Unreadable(format!("{e:#}"))),
-            Err(e) => Err(e).context("listing Pods"),
-        }
-    }
-
-    /// Workloads whose Pod templates name one of `names` directly, in `namespaces` only (those
-    /// that hold a delete candidate): a Deployment at zero replicas or a CronJob between runs
-    /// makes Pods that will need the copy. One list per kind and namespace while they are few
-    /// (up to [`PER_NAMESPACE_LISTS`] namespaces), else one cluster-wide list per kind. Read only
-    /// when the plan would delete; a refusal (RBAC) means nothing is deleted.
-    pub async fn templates(&self, namespaces: &BTreeSet<String>, names: &[String]) -> Result<Pods> {
-        let names: BTreeSet<String> = names.iter().cloned().collect();
-        let scopes: Vec<Option<&str>> = if namespaces.len() <= PER_NAMESPACE_LISTS {
-            namespaces.iter().map(|n| Some(n.as_str())).collect()
-        } else {
-            vec![None]
-        };
-        let mut out = Vec::new();
-        for scope in scopes {
-            let r = self.templates_in(scope, &names, namespaces, &mut out).await;
-            match r {
-                Ok(()) => {}
-                Err(e) if status(&e) == Some(403) => return Ok(Pods::Unreadable(format!("{e:#}"))),
-                Err(e) => return Err(e),
+    /// What could still name a delete candidate, read only when the plan would delete and only in
+    /// the candidates' namespaces (one list per namespace and kind up to [`PER_NAMESPACE_LISTS`]
+    /// namespaces, cluster-wide past it): every ServiceAccount there, the unfinished Pods naming
+    /// one of `names`, and the workloads whose Pod templates do. Any failure (RBAC, a timeout, an
+    /// error answer) is an answer, not a stop: `observed.pods` says why, and nothing is deleted
+    /// this run while every other write happens.
+    pub async fn references(&self, observed: &mut Observed, namespaces: &BTreeSet<String>, names: &[String]) {
+        let read = async {
+            let scopes = scopes(namespaces);
+            if observed.service_accounts_listed != Listed::All {
+                let mut found = Vec::new();
+                for scope in &scopes {
+                    found.extend(
+                        self.list_in::<ServiceAccount, _>(*scope, |s| Some(reduce::service_account(s)))
+                            .await
+                            .context("listing ServiceAccounts")?,
+                    );
+                }
+                // Fresh reads replace what the first pass had; the rest stays.
+                let fresh: BTreeSet<(String, String)> =
+                    found.iter().map(|s| (s.namespace.clone(), s.name.clone())).collect();
+                observed
+                    .service_accounts
+                    .retain(|s| !fresh.contains(&(s.namespace.clone(), s.name.clone())));
+                observed.service_accounts.extend(found);
             }
-        }
-        Ok(Pods::Read(out))
+            let wanted: BTreeSet<String> = names.iter().cloned().collect();
+            let mut pods = Vec::new();
+            for scope in &scopes {
+                pods.extend(
+                    self.list_in::<Pod, _>(*scope, |p| reduce::pod(p, &wanted))
+                        .await
+                        .context("listing Pods")?,
+                );
+            }
+            pods.retain(|p| namespaces.contains(&p.namespace));
+            for scope in &scopes {
+                self.templates_in(*scope, &wanted, namespaces, &mut pods).await?;
+            }
+            anyhow::Ok(pods)
+        };
+        let result = read.await;
+        // Every ServiceAccount of the candidates' namespaces is known (or the deletes are refused).
+        observed.service_accounts_listed = Listed::All;
+        observed.pods = match result {
+            Ok(pods) => Pods::Read(pods),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "reading references failed: nothing is deleted this run");
+                Pods::Unreadable(format!("{e:#}"))
+            }
+        };
     }
 
+    /// Workloads whose Pod templates name one of `names` directly, in `namespaces` only: a
+    /// Deployment at zero replicas or a CronJob between runs makes Pods that will need the copy.
     async fn templates_in(
         &self,
         scope: Option<&str>,

@@ -497,3 +497,46 @@ async fn a_workload_at_zero_replicas_whose_template_names_a_copy_keeps_it() {
     }
     no_dangling_references(&env, &namespaces).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_reads_cost_what_the_candidates_need_not_the_cluster() {
+    let env = TestEnv::new("prc").await;
+    let src = env.name("source");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    let (old, new) = (env.name("old"), env.name("new"));
+    let namespaces = converged(&env, 2, &src, &old).await;
+    // A rename left half-done by one Pod that never restarts: every run re-checks references.
+    let pod: Pod = serde_json::from_value(json!({ "metadata": { "name": "stays" }, "spec": {
+        "imagePullSecrets": [{ "name": old }],
+        "containers": [{ "name": "app", "image": "registry.example.invalid/app:1" }] } }))
+    .unwrap();
+    Api::<Pod>::namespaced(env.client.clone(), &namespaces[0])
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let renamed = [("PULLSECRET_SOURCE_SECRETS", format!("{src}={new}"))];
+    let vars: Vec<(&str, &str)> = renamed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(env.run(&vars).await.code, 0);
+    let steady = env.run(&vars).await;
+    assert_eq!(actions(&steady, "kept"), vec![(namespaces[0].clone(), old.clone())]);
+    // Sixty Pods elsewhere in the cluster, naming nothing of ours.
+    let elsewhere = env.name("busy");
+    env.create_namespace(&elsewhere, &[], &[]).await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &elsewhere);
+    for i in 0..60 {
+        let p: Pod = serde_json::from_value(json!({ "metadata": { "name": format!("p{i}") }, "spec": {
+            "containers": [{ "name": "app", "image": "registry.example.invalid/app:1" }] } }))
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let again = env.run(&vars).await;
+    assert_eq!(actions(&again, "kept"), vec![(namespaces[0].clone(), old.clone())]);
+    let bytes = |r: &RunResult| r.count("api_requests", "bytes_read");
+    // The new namespace itself is seen (its namespace object and ServiceAccount), its Pods are not.
+    assert!(
+        bytes(&again) < bytes(&steady) + 30_000,
+        "the Pods of other namespaces were read: {} bytes, then {}",
+        bytes(&steady),
+        bytes(&again)
+    );
+}
