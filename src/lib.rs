@@ -202,7 +202,7 @@ async fn reconcile(
     summary.add_registries(registries);
     if config.events {
         let anchor = notify::Anchor::of(&config.source, source_namespace);
-        notify::send(client, &mut summary, &anchor, deadline).await;
+        notify::send(client, &mut summary, &anchor, Instant::now() + notify::BUDGET).await;
     }
     Ok(summary)
 }

@@ -584,3 +584,43 @@ async fn trace_logs_never_contain_a_credential() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_hits_its_deadline_still_writes_its_events() {
+    use k8s_openapi::api::events::v1::Event;
+    let env = TestEnv::new("f9").await;
+    let src = env.name("regcred");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    namespaces_with_other_secret(&env, 30).await;
+    // Every chunk from the API server held 40 ms: 30 namespaces cannot be written in 2 s.
+    let proxy = Proxy::start(env.cp.api_address()).await;
+    proxy.set(Mode::Slow, Duration::from_millis(40));
+    let dir = env.cp.kubeconfig.parent().unwrap().to_owned();
+    let via_proxy = proxy.kubeconfig(&env.cp.kubeconfig, &dir);
+    let v = env.vars(&[
+        ("PULLSECRET_SOURCE_SECRETS", &src),
+        ("PULLSECRET_CONCURRENCY", "1"),
+        ("PULLSECRET_TIMEOUT_SECS", "2"),
+    ]);
+    let run = run_binary(&via_proxy, &v).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.problems().iter().any(|p| p["reason"] == "DeadlineExceeded"),
+        "the deadline struck: {}",
+        run.stdout
+    );
+    let events = Api::<Event>::namespaced(env.client.clone(), &env.home)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let summary = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("NotConverged"))
+        .unwrap_or_else(|| panic!("no summary Event after a run that hit its deadline: {}", run.stdout));
+    assert_eq!(
+        summary.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some(src.as_str())
+    );
+    drop(proxy);
+}
