@@ -50,7 +50,10 @@ pub fn secret(s: Secret) -> SecretState {
         resource_version: meta.resource_version.clone().unwrap_or_default(),
         uid: meta.uid.clone().unwrap_or_default(),
         type_: s.type_.clone().unwrap_or_else(|| "Opaque".into()),
-        ours: label(meta, MANAGED_BY_LABEL) == Some(FIELD_MANAGER),
+        // Ours: our label *and* our field manager owning the data. A label alone is copied along
+        // by `kubectl get -o yaml | kubectl apply` into another namespace or name; such a copy is
+        // someone else's (a conflict where we want a Secret, never pruned).
+        ours: label(meta, MANAGED_BY_LABEL) == Some(FIELD_MANAGER) && owns_data(meta),
         patcher,
         conflict_accepted: annotation(meta, CONFLICT_ANNOTATION)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("accept")),
@@ -178,6 +181,18 @@ pub fn inventory(cm: ConfigMap) -> Inventory {
     }
 }
 
+/// Whether our field manager owns the Secret's `data` (our server-side apply wrote it).
+fn owns_data(meta: &ObjectMeta) -> bool {
+    meta.managed_fields.iter().flatten().any(|entry| {
+        entry.manager.as_deref() == Some(FIELD_MANAGER)
+            && entry
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.as_object())
+                .is_some_and(|f| f.contains_key("f:data"))
+    })
+}
+
 fn other_managers(meta: &ObjectMeta, keep: impl Fn(&ManagedFieldsEntry) -> bool) -> Vec<String> {
     let mut names = BTreeSet::new();
     for entry in meta.managed_fields.iter().flatten() {
@@ -194,6 +209,27 @@ fn other_managers(meta: &ObjectMeta, keep: impl Fn(&ManagedFieldsEntry) -> bool)
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{LocalObjectReference, PodSpec, PodStatus};
+
+    fn labelled_secret(manager: &str) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "regcred", "namespace": "a",
+                "labels": { MANAGED_BY_LABEL: FIELD_MANAGER },
+                "managedFields": [{ "manager": manager, "operation": "Apply", "apiVersion": "v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": { "f:data": { "f:.dockerconfigjson": {} } } }]
+            },
+            "type": "kubernetes.io/dockerconfigjson"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn our_label_alone_does_not_make_a_secret_ours() {
+        assert!(secret(labelled_secret(FIELD_MANAGER)).ours, "our apply wrote its data");
+        let copy = secret(labelled_secret("kubectl-client-side-apply"));
+        assert!(!copy.ours, "a hand-made copy carries the label, not our ownership");
+        assert_eq!(copy.managers, ["kubectl-client-side-apply"]);
+    }
 
     fn pod_with(phase: &str, secrets: &[&str]) -> Pod {
         Pod {

@@ -311,8 +311,9 @@ impl<'a> World<'a> {
             Op::Conflict {
                 reason: "NotOwned",
                 message: format!(
-                    "a Secret with this name exists without our label (managed by: {others}); it is left alone. \
-                     Delete it, or set PULLSECRET_ADOPT=all to take it over"
+                    "a Secret with this name exists that we did not write (managed by: {others}; without our \
+                     label, or with it but not written by our field manager, as a copy made by hand); it is left \
+                     alone. Delete it, or set PULLSECRET_ADOPT=all to take it over"
                 ),
             }
         }

@@ -369,3 +369,41 @@ async fn a_retired_name_dropped_from_rbac_too_early_warns_and_is_pruned_later() 
     assert!(env.secret(&ns, &old).await.is_none());
     assert_eq!(env.pull_secrets(&ns, "default").await, vec![new]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_our_secret_made_by_hand_is_never_pruned_as_ours() {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    let env = TestEnv::new("lc10").await;
+    let src = env.name("regcred");
+    let bytes = env.create_source(&src, "fake-user", "fake-password").await;
+    let ns = env.name("a");
+    env.create_namespace(&ns, &[], &[]).await;
+    let vars = [("PULLSECRET_SOURCE_SECRETS", src.as_str())];
+    assert_eq!(env.run(&vars).await.code, 0);
+    // `kubectl get secret -o yaml | edit the namespace | kubectl apply`: the label and
+    // annotations come along into a namespace this configuration does not select.
+    let elsewhere = env.name("elsewhere");
+    let namespace: Namespace = serde_json::from_value(json!({ "metadata": { "name": elsewhere } })).unwrap();
+    Api::<Namespace>::all(env.client.clone())
+        .create(&Default::default(), &namespace)
+        .await
+        .unwrap();
+    let ours = env.secret(&ns, &src).await.unwrap();
+    let copy = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": ours.type_,
+        "metadata": { "name": src, "namespace": elsewhere,
+                      "labels": ours.metadata.labels, "annotations": ours.metadata.annotations },
+        "data": { ".dockerconfigjson": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes) },
+    });
+    let out = env.cp.kubectl_stdin(&["apply", "-f", "-"], &copy.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        crate::support::is_ours(&env.secret(&elsewhere, &src).await.unwrap()),
+        "it carries our label"
+    );
+
+    let run = env.run(&vars).await;
+    assert_eq!((run.code, run.count("secrets", "deleted")), (0, 0), "{run:?}");
+    let still: Secret = env.secret(&elsewhere, &src).await.expect("the copy is left alone");
+    assert_eq!(secret_data(&still), bytes);
+}
