@@ -8,14 +8,8 @@ pointer="$cache_root/current-cluster"
 dir=${1:-$(cat "$pointer" 2>/dev/null || true)}
 [[ -n $dir && -d $dir ]] || { echo "controlplane: nothing to stop" >&2; exit 0; }
 say() { echo "controlplane: $*" >&2; }
-stop_one() { # name
-  local f=$dir/$1.pid pid
-  [[ -f $f ]] || return 0
-  pid=$(cat "$f"); rm -f "$f"
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-}
+# shellcheck source=stop.sh
+source "$here/stop.sh"
 if [[ -f $dir/node ]]; then
   # shellcheck source=node.sh
   source "$here/node.sh"

@@ -118,14 +118,8 @@ start_kcm() {
   echo $! > "$dir/controller-manager.pid"
 }
 
-stop_one() { # name
-  local f=$dir/$1.pid pid
-  [[ -f $f ]] || return 0
-  pid=$(cat "$f"); rm -f "$f"
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-}
+# shellcheck source=stop.sh
+source "$here/stop.sh"
 teardown() {
   ! $node || node_down
   stop_one scheduler; stop_one controller-manager; stop_one apiserver; stop_one etcd

@@ -15,7 +15,7 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
 
-use crate::support::{ControlPlane, TestEnv, client_for, is_ours, secret_data};
+use crate::support::{ControlPlane, TestEnv, client_for, is_ours, ok, secret_data};
 
 const NS: &str = "pullsecret-reconciler";
 
@@ -49,16 +49,6 @@ fn helm_cmd(cp: &ControlPlane, args: &[&str]) -> Output {
         .env("HELM_DATA_HOME", cp.kubeconfig.with_file_name("helm-data"))
         .output()
         .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `helm template` into the release namespace `pullsecret-reconciler`, as installed.

@@ -15,12 +15,16 @@ struct Case {
     name: &'static str,
     image: String,
     secrets: Vec<&'static str>,
+    service_account: Option<&'static str>,
 }
 
 async fn create_pod(env: &TestEnv, ns: &str, case: &Case) {
     let mut spec = node::pod_spec(&case.image, &case.secrets);
     // Every case is judged by a pull, never by an image the node already has.
     spec["containers"][0]["imagePullPolicy"] = json!("Always");
+    if let Some(sa) = case.service_account {
+        spec["serviceAccountName"] = json!(sa);
+    }
     let pod: Pod = serde_json::from_value(json!({ "metadata": { "name": case.name }, "spec": spec })).unwrap();
     Api::<Pod>::namespaced(env.client.clone(), ns)
         .create(&PostParams::default(), &pod)
@@ -63,86 +67,39 @@ async fn explain_agrees_with_the_kubelet() {
     env.put_secret(&ns, "opaque", "Opaque", ".dockerconfigjson", good.as_bytes(), &[], &[])
         .await;
 
-    let cases = vec![
-        Case {
-            name: "working",
-            image: image.clone(),
-            secrets: vec!["good"],
-        },
-        Case {
-            name: "wrong-password",
-            image: image.clone(),
-            secrets: vec!["wrong-password"],
-        },
-        Case {
-            name: "missing-secret",
-            image: image.clone(),
-            secrets: vec!["absent"],
-        },
-        Case {
-            name: "wrong-type",
-            image: image.clone(),
-            secrets: vec!["opaque"],
-        },
-        Case {
-            name: "auths-key-https-v1",
-            image: image.clone(),
-            secrets: vec!["scheme-v1"],
-        },
-        Case {
-            name: "auths-key-path-prefix",
-            image: image.clone(),
-            secrets: vec!["path-team"],
-        },
-        Case {
-            name: "auths-key-other-path",
-            image: image.clone(),
-            secrets: vec!["path-other"],
-        },
-        Case {
-            name: "missing-tag",
-            image: format!("{host}/team/app:nope"),
-            secrets: vec!["good"],
-        },
-        Case {
-            name: "digest",
-            image: format!("{host}/team/app@{digest}"),
-            secrets: vec!["good"],
-        },
-        Case {
-            name: "several-secrets",
-            image: image.clone(),
-            secrets: vec!["wrong-password", "good"],
-        },
-        Case {
-            name: "no-secret",
-            image: image.clone(),
-            secrets: vec![],
-        },
-        Case {
-            name: "patched-after-admission",
-            image: image.clone(),
-            secrets: vec![],
-        },
+    // (name, image, the Pod's own pull secrets); the last one is admitted under a ServiceAccount
+    // that lists nothing yet and lists `good` afterwards.
+    let digest_image = format!("{host}/team/app@{digest}");
+    let missing_tag = format!("{host}/team/app:nope");
+    let table: [(&'static str, &str, &[&'static str]); 12] = [
+        ("working", &image, &["good"]),
+        ("wrong-password", &image, &["wrong-password"]),
+        ("missing-secret", &image, &["absent"]),
+        ("wrong-type", &image, &["opaque"]),
+        ("auths-key-https-v1", &image, &["scheme-v1"]),
+        ("auths-key-path-prefix", &image, &["path-team"]),
+        ("auths-key-other-path", &image, &["path-other"]),
+        ("missing-tag", &missing_tag, &["good"]),
+        ("digest", &digest_image, &["good"]),
+        ("several-secrets", &image, &["wrong-password", "good"]),
+        ("no-secret", &image, &[]),
+        ("patched-after-admission", &image, &[]),
     ];
-    // Admitted under a ServiceAccount listing nothing, which lists `good` afterwards.
+    let cases: Vec<Case> = table
+        .iter()
+        .map(|(name, image, secrets)| Case {
+            name,
+            image: image.to_string(),
+            secrets: secrets.to_vec(),
+            service_account: (*name == "patched-after-admission").then_some("late"),
+        })
+        .collect();
     let sa_name = "late";
     let sa: ServiceAccount = serde_json::from_value(json!({ "metadata": { "name": sa_name } })).unwrap();
     let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &ns);
     sas.create(&PostParams::default(), &sa).await.unwrap();
     for case in &cases {
-        if case.name == "patched-after-admission" {
-            let mut spec = node::pod_spec(&case.image, &[]);
-            spec["serviceAccountName"] = json!(sa_name);
-            spec["containers"][0]["imagePullPolicy"] = json!("Always");
-            let pod: Pod = serde_json::from_value(json!({ "metadata": { "name": case.name }, "spec": spec })).unwrap();
-            Api::<Pod>::namespaced(env.client.clone(), &ns)
-                .create(&PostParams::default(), &pod)
-                .await
-                .unwrap();
-        } else {
-            create_pod(&env, &ns, case).await;
-        }
+        create_pod(&env, &ns, case).await;
     }
     sas.patch(
         sa_name,

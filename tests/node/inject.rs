@@ -13,17 +13,7 @@ use serde_json::json;
 
 use crate::seed::{self, Cleanup, SHIPPED};
 use crate::support::node::{self, PRIVILEGED, Pull};
-use crate::support::{TestEnv, controlplane::kubernetes_version};
-
-fn pull_secret_names(pod: &Pod) -> Vec<String> {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.image_pull_secrets.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.name)
-        .collect()
-}
+use crate::support::{TestEnv, controlplane::kubernetes_version, ok};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_admitted_before_any_run_name_the_secret_from_birth() {
@@ -35,7 +25,7 @@ async fn pods_admitted_before_any_run_name_the_secret_from_birth() {
     let minor: u32 = kubernetes_version().split('.').nth(1).unwrap().parse().unwrap();
     let images = seed::images_on(cp, "fake-inject-password");
     let overlay = seed::overlay(cp, &dir, &images.product_repository, selector, true);
-    let yaml = seed::ok(
+    let yaml = ok(
         cp.kubectl().arg("kustomize").arg(&overlay).output().unwrap(),
         "kustomize",
     );
@@ -52,7 +42,7 @@ async fn pods_admitted_before_any_run_name_the_secret_from_birth() {
         );
         return;
     }
-    seed::ok(applied, "kubectl apply of the base with the inject component");
+    ok(applied, "kubectl apply of the base with the inject component");
     seed::create_source(&env, &images.registry).await;
 
     // The API server picks a new policy up asynchronously: probe with a server-side dry run.
@@ -107,16 +97,16 @@ async fn pods_admitted_before_any_run_name_the_secret_from_birth() {
 
     let (stuck, message) = node::wait_pull_failed(&env.client, &ns, "app=web").await;
     let failed_after = start.elapsed().as_secs();
-    assert_eq!(pull_secret_names(&stuck), ["regcred"], "named from birth");
+    assert_eq!(node::pod_pull_secrets(&stuck), ["regcred"], "named from birth");
     assert!(message.contains("401"), "the Secret does not exist yet: {message}");
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), &ns);
     assert!(
-        pull_secret_names(&pods.get("opted-out").await.unwrap()).is_empty(),
+        node::pod_pull_secrets(&pods.get("opted-out").await.unwrap()).is_empty(),
         "a Pod that opts out"
     );
     let bare: Api<Pod> = Api::namespaced(env.client.clone(), &excluded);
     assert!(
-        pull_secret_names(&bare.get("bare").await.unwrap()).is_empty(),
+        node::pod_pull_secrets(&bare.get("bare").await.unwrap()).is_empty(),
         "an excluded namespace"
     );
 

@@ -18,16 +18,6 @@ fn kubectl(env: &TestEnv, args: &[&str]) {
     );
 }
 
-fn pull_secret_names(pod: &Pod) -> Vec<String> {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.image_pull_secrets.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.name)
-        .collect()
-}
-
 /// Kills the app container of `pod` and waits until the kubelet has it running again.
 async fn crash_and_restart(env: &TestEnv, ns: &str, pod: &Pod) {
     let name = pod.metadata.name.clone().unwrap();
@@ -69,7 +59,7 @@ async fn a_rename_under_running_workloads_never_fails_a_pull() {
     env.converge_twice(&env.kubeconfig.clone(), &old).await;
     cp.apply_yaml(&node::deployment(&ns, "web", &image, 1).to_string());
     let pods = node::wait_running(&env.client, &ns, "app=web", 1).await;
-    assert_eq!(pull_secret_names(&pods[0]), ["rn-regcred"]);
+    assert_eq!(node::pod_pull_secrets(&pods[0]), ["rn-regcred"]);
 
     // The rename: the new copy and the ServiceAccount entry; the old copy is kept while the
     // running Pod names it.
@@ -85,14 +75,14 @@ async fn a_rename_under_running_workloads_never_fails_a_pull() {
     // A scale-up: the new Pod names regcred-v2 and uses the cached image.
     kubectl(&env, &["-n", &ns, "scale", "deployment/web", "--replicas=2"]);
     let pods = node::wait_running(&env.client, &ns, "app=web", 2).await;
-    assert!(pods.iter().any(|p| pull_secret_names(p) == ["rn-regcred-v2"]));
+    assert!(pods.iter().any(|p| node::pod_pull_secrets(p) == ["rn-regcred-v2"]));
     // A rollout restart: every Pod now names regcred-v2.
     kubectl(&env, &["-n", &ns, "rollout", "restart", "deployment/web"]);
     let pods = node::wait_for("the rollout to finish", 180, || async {
         let pods = node::pods(&env.client, &ns, "app=web").await;
         let done = pods.len() == 2
             && pods.iter().all(|p| {
-                pull_secret_names(p) == ["rn-regcred-v2"]
+                node::pod_pull_secrets(p) == ["rn-regcred-v2"]
                     && p.metadata.deletion_timestamp.is_none()
                     && node::pull(p) == node::Pull::Pulled
             });

@@ -5,7 +5,7 @@
 //! restart` every team Pod runs and the kubelet reports the pull.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::support::node::{self, PRIVILEGED};
 use crate::support::registry::{Registry, images};
-use crate::support::{ControlPlane, TestEnv, binary};
+use crate::support::{ControlPlane, TestEnv, binary, ok};
 
 /// The shipped install's namespace and every cluster-scoped name are fixed: one install at a time.
 pub static SHIPPED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -24,16 +24,6 @@ pub const HOME: &str = "pullsecret-reconciler";
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The registry, the team image and the product image (built from this test build's binary,

@@ -15,4 +15,4 @@ pub mod tools;
 
 pub use controlplane::{ControlPlane, client_for};
 pub use fixtures::{TEST_LABEL, TestEnv, fake_dockerconfig, is_ours, pull_secret_names, secret_data};
-pub use runner::{RunResult, binary, run_binary, run_binary_args};
+pub use runner::{RunResult, binary, ok, run_binary, run_binary_args};

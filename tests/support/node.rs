@@ -133,6 +133,17 @@ pub fn pod_spec(image: &str, pull_secrets: &[&str]) -> serde_json::Value {
     spec
 }
 
+/// The names in a Pod's own `spec.imagePullSecrets`.
+pub fn pod_pull_secrets(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
 pub fn container_status<'a>(pod: &'a Pod, container: &str) -> Option<&'a ContainerStatus> {
     let status = pod.status.as_ref()?;
     status

@@ -70,3 +70,15 @@ pub async fn run_binary_args(kubeconfig: &Path, vars: &[(String, String)], args:
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The standard output of a command that must have succeeded; else fails naming `what` with both
+/// outputs.
+pub fn ok(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
