@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, EvictParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -236,5 +236,54 @@ async fn the_fence_passes_every_legitimate_run_and_denies_everything_else() {
             "{ns}"
         );
     }
+
+    // Healing's one extra permission (manifests/components/heal): with it, an eviction by the job
+    // is still denied by the fence until the configuration turns healing on.
+    let heal_rbac = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/components/heal/rbac.yaml"),
+    )
+    .unwrap();
+    cp.apply_yaml(&heal_rbac);
+    let pod: Pod = serde_json::from_value(json!({ "metadata": { "name": "stuck" },
+        "spec": { "containers": [{ "name": "app", "image": "registry.example.invalid/app:1" }] } }))
+    .unwrap();
+    Api::<Pod>::namespaced(env.client.clone(), n0)
+        .create(&pp, &pod)
+        .await
+        .unwrap();
+    let evict = || async {
+        let params = EvictParams {
+            post_options: PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            ..EvictParams::default()
+        };
+        Api::<Pod>::namespaced(job.clone(), n0).evict("stuck", &params).await
+    };
+    eventually("RBAC allowing the eviction, the fence denying it", || async {
+        evict()
+            .await
+            .is_err_and(|e| e.to_string().contains("pullsecret-reconciler fence [eviction]"))
+    })
+    .await;
+    let mut config = Api::<ConfigMap>::namespaced(env.client.clone(), HOME)
+        .get("pullsecret-reconciler")
+        .await
+        .unwrap();
+    config
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("PULLSECRET_HEAL_PODS".into(), "evict".into());
+    Api::<ConfigMap>::namespaced(env.client.clone(), HOME)
+        .replace("pullsecret-reconciler", &pp, &config)
+        .await
+        .unwrap();
+    eventually(
+        "the fence allowing evictions with PULLSECRET_HEAL_PODS=evict",
+        || async { evict().await.is_ok() },
+    )
+    .await;
     cp.stop();
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde_json::json;
 
-use crate::seed::{self, Cleanup, SHIPPED};
+use crate::seed::{self, SHIPPED};
 use crate::support::node::{self, PRIVILEGED, Pull};
 use crate::support::{TestEnv, controlplane::kubernetes_version, ok};
 
@@ -20,19 +20,9 @@ async fn pods_admitted_before_any_run_name_the_secret_from_birth() {
     let _one = SHIPPED.lock().await;
     let cp = node::shared();
     let env = TestEnv::on(cp, "inj").await;
-    let dir = seed::tempdir("inj");
-    let selector = "pullsecret-test=inj";
     let minor: u32 = kubernetes_version().split('.').nth(1).unwrap().parse().unwrap();
     let images = seed::images_on(cp, "fake-inject-password");
-    let overlay = seed::overlay(cp, &dir, &images.product_repository, selector, true);
-    let yaml = ok(
-        cp.kubectl().arg("kustomize").arg(&overlay).output().unwrap(),
-        "kustomize",
-    );
-    let _uninstall = Cleanup(|| {
-        let _ = cp.kubectl_stdin(&["delete", "--wait=true", "--ignore-not-found", "-f", "-"], &yaml);
-        let _ = std::fs::remove_dir_all(&dir);
-    });
+    let (yaml, _uninstall) = seed::rendered(cp, "inj", &images.product_repository, true);
     let applied = cp.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &yaml);
     if minor < 36 {
         let stderr = String::from_utf8_lossy(&applied.stderr);

@@ -233,16 +233,7 @@ async fn seed_story_with_the_kustomize_base() {
     let namespaces = teams_waiting(&env, &images.app).await;
     let _teams = remove_namespaces(cp, &namespaces, &env.home);
 
-    let dir = tempdir("seed");
-    let overlay = overlay(cp, &dir, &images.product_repository, "pullsecret-test=seed", false);
-    let yaml = ok(
-        cp.kubectl().arg("kustomize").arg(&overlay).output().unwrap(),
-        "kustomize",
-    );
-    let _uninstall = Cleanup(|| {
-        let _ = cp.kubectl_stdin(&["delete", "--wait=true", "--ignore-not-found", "-f", "-"], &yaml);
-        let _ = std::fs::remove_dir_all(&dir);
-    });
+    let (yaml, _uninstall) = rendered(cp, "seed", &images.product_repository, false);
     cp.apply_yaml(&yaml);
     create_source(&env, &images.registry).await;
 
@@ -274,6 +265,28 @@ pub fn remove_namespaces(
     Cleanup(move || {
         let _ = cp.kubectl().args(&args).output();
     })
+}
+
+/// The shipped base as the test node needs it ([`overlay`]), rendered by kustomize, and a guard
+/// that deletes all of it (and the temp folder) when dropped.
+pub fn rendered(
+    cp: &'static ControlPlane,
+    id: &str,
+    image: &str,
+    inject: bool,
+) -> (String, Cleanup<impl FnMut() + use<>>) {
+    let dir = tempdir(id);
+    let overlay = overlay(cp, &dir, image, &format!("pullsecret-test={id}"), inject);
+    let yaml = ok(
+        cp.kubectl().arg("kustomize").arg(&overlay).output().unwrap(),
+        "kustomize",
+    );
+    let rendered = yaml.clone();
+    let guard = Cleanup(move || {
+        let _ = cp.kubectl_stdin(&["delete", "--wait=true", "--ignore-not-found", "-f", "-"], &rendered);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+    (yaml, guard)
 }
 
 /// Runs its closure when dropped, also when the test fails: the next test installs the same
