@@ -3,7 +3,27 @@
 use std::process::ExitCode;
 
 use pullsecret_reconciler::config::{Config, DryRun, Format, PREFIX, VARIABLES};
-use pullsecret_reconciler::{Summary, client, push_metrics, run};
+use pullsecret_reconciler::{Summary, apply, client, push_metrics, run};
+
+/// SIGTERM (a Job at its activeDeadlineSeconds, an evicted or deleted Pod) or SIGINT: no write
+/// starts any more, those in flight get a short grace, and the run ends as usual — summary,
+/// Events, metrics, exit 1 — inside the kubelet's termination grace period.
+fn watch_for_termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
+        match signal(kind) {
+            Ok(mut s) => {
+                tokio::spawn(async move {
+                    if s.recv().await.is_some() {
+                        tracing::warn!(signal = kind.as_raw_value(), "asked to stop: no write starts any more");
+                        apply::request_stop();
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch for termination signals"),
+        }
+    }
+}
 
 fn help() -> String {
     let mut s = format!(
@@ -156,6 +176,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let summary = runtime.block_on(async {
+        watch_for_termination();
         let counter = client::RequestCounter::default();
         let result = async {
             let connection = client::connect_all(&counter).await?;
@@ -172,6 +193,9 @@ fn main() -> ExitCode {
             s.api_requests = counter.snapshot();
             s
         });
+        if apply::stop_requested() {
+            summary.stopped();
+        }
         push_metrics(&config, &mut summary).await;
         summary
     });

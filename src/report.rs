@@ -232,6 +232,20 @@ impl Summary {
         }
     }
 
+    /// Marks a run that was asked to stop (SIGTERM): not converged, whatever it got done.
+    pub fn stopped(&mut self) {
+        self.problems.push(problem(
+            "",
+            "Run",
+            "",
+            "Stopped",
+            "the run was asked to stop (SIGTERM or SIGINT): writes not yet started were not made; the next run \
+             makes them",
+            Severity::Error,
+        ));
+        self.converged = false;
+    }
+
     /// The summary of a run that stopped before writing anything.
     pub fn aborted(dry_run: DryRun, error: &anyhow::Error) -> Summary {
         let message = format!("{error:#}");

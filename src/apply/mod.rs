@@ -17,6 +17,41 @@ use crate::model::{Action, Credential, Failure, Inventory, Op, Outcome, ServiceA
 /// Writes of one object repeated after "the object has been modified" before giving up.
 const ATTEMPTS: usize = 6;
 
+/// After a stop request (SIGTERM: a Job at its activeDeadlineSeconds, an eviction), writes in
+/// flight get this long to finish; none starts.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+fn stop_channel() -> &'static tokio::sync::watch::Sender<bool> {
+    static STOP: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> = std::sync::OnceLock::new();
+    STOP.get_or_init(|| tokio::sync::watch::channel(false).0)
+}
+
+/// Asks the run to stop: no write starts from now on, and those in flight get [`STOP_GRACE`].
+pub fn request_stop() {
+    stop_channel().send_replace(true);
+}
+
+pub fn stop_requested() -> bool {
+    *stop_channel().borrow()
+}
+
+/// Resolves [`STOP_GRACE`] after a stop request (never without one).
+async fn stopped_and_grace_passed() {
+    let mut rx = stop_channel().subscribe();
+    if rx.wait_for(|stop| *stop).await.is_ok() {
+        tokio::time::sleep(STOP_GRACE).await;
+    } else {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn stop_status(when: &str) -> Status {
+    Status::Failed(Failure::new(
+        "Stopped",
+        format!("the run was asked to stop (SIGTERM) {when}; the next run does it"),
+    ))
+}
+
 /// A refused or failed API call: the HTTP status when there was one, and what to report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -204,15 +239,20 @@ async fn run_wave<C: Cluster>(
     let mut pending = queue.next();
     loop {
         while let Some(i) = pending.filter(|_| set.len() < limits.concurrency.max(1)) {
-            if Instant::now() >= limits.deadline {
+            if stop_requested() {
+                out.push((i, stop_status("before this write started")));
+            } else if Instant::now() >= limits.deadline {
                 out.push((i, deadline_status("before this write started")));
             } else {
                 let (cluster, credentials, action) = (cluster.clone(), credentials.clone(), actions[i].clone());
                 let deadline = limits.deadline;
                 let handle = set.spawn(async move {
-                    timeout_at(deadline, perform(&*cluster, &action, &credentials))
-                        .await
-                        .unwrap_or_else(|_| deadline_status("before this write finished"))
+                    tokio::select! {
+                        r = timeout_at(deadline, perform(&*cluster, &action, &credentials)) => {
+                            r.unwrap_or_else(|_| deadline_status("before this write finished"))
+                        }
+                        () = stopped_and_grace_passed() => stop_status("and the grace for writes in flight passed"),
+                    }
                 });
                 slots.insert(handle.id(), i);
             }

@@ -624,3 +624,76 @@ async fn a_run_that_hits_its_deadline_still_writes_its_events() {
     );
     drop(proxy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_new_writes_and_still_prints_the_summary() {
+    let env = TestEnv::new("f10").await;
+    let src = env.name("regcred");
+    let bytes = env.create_source(&src, "fake-user", "fake-password").await;
+    let namespaces = namespaces_with_other_secret(&env, 30).await;
+    let proxy = Proxy::start(env.cp.api_address()).await;
+    proxy.set(Mode::Slow, Duration::from_millis(40));
+    let dir = env.cp.kubeconfig.parent().unwrap().to_owned();
+    let via_proxy = proxy.kubeconfig(&env.cp.kubeconfig, &dir);
+    let v = env.vars(&[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_CONCURRENCY", "1")]);
+    let child = crate::support::runner::command(&via_proxy, &v, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once some copies exist, the kubelet's SIGTERM (a Job at its activeDeadlineSeconds).
+    let secrets: Api<Secret> = Api::all(env.client.clone());
+    let field = format!("metadata.name={src}");
+    for _ in 0..600 {
+        let n = secrets
+            .list(&ListParams::default().fields(&field))
+            .await
+            .unwrap()
+            .items
+            .len();
+        if n >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().await.unwrap();
+    let run = crate::support::RunResult {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.problems().iter().any(|p| p["reason"] == "Stopped"),
+        "{}",
+        run.stdout
+    );
+    let stopped = run.summary()["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["reason"] == "Stopped")
+        .count();
+    assert!(
+        stopped > 0,
+        "writes not started are reported as stopped: {}",
+        run.stdout
+    );
+    // The cluster agrees with the summary: every copy it reports created exists, whole.
+    let created = run.count("secrets", "created") as usize;
+    let present = assert_whole(&env, &namespaces, &src, &[&bytes]).await;
+    assert!(
+        present >= created && present < namespaces.len(),
+        "{present} present, {created} reported: {}",
+        run.stdout
+    );
+    drop(proxy);
+}

@@ -79,6 +79,27 @@ fn config_env() -> Vec<(String, String)> {
         .collect()
 }
 
+#[test]
+fn the_jobs_deadline_is_the_tools_deadline_plus_its_reporting_time() {
+    let timeout: u64 = config_env()
+        .into_iter()
+        .find(|(k, _)| k == "PULLSECRET_TIMEOUT_SECS")
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap();
+    let cronjob =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/cronjob.yaml")).unwrap();
+    let deadline = cronjob
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("activeDeadlineSeconds:"))
+        .map(|v| v.trim().parse::<u64>().unwrap())
+        .unwrap();
+    assert_eq!(
+        deadline,
+        timeout + 120,
+        "manifests/cronjob.yaml and config.env drifted apart"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_rbac_names_every_configured_target() {
     let rendered = render(ControlPlane::shared());

@@ -46,12 +46,8 @@ impl RunResult {
     }
 }
 
-/// Runs the binary with a clean environment: only PATH, HOME, KUBECONFIG and `vars`.
-pub async fn run_binary(kubeconfig: &Path, vars: &[(String, String)]) -> RunResult {
-    run_binary_args(kubeconfig, vars, &[]).await
-}
-
-pub async fn run_binary_args(kubeconfig: &Path, vars: &[(String, String)], args: &[&str]) -> RunResult {
+/// The binary with a clean environment: only PATH, HOME, KUBECONFIG and `vars`.
+pub fn command(kubeconfig: &Path, vars: &[(String, String)], args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(binary());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -63,6 +59,16 @@ pub async fn run_binary_args(kubeconfig: &Path, vars: &[(String, String)], args:
             cmd.env(k, v);
         }
     }
+    cmd
+}
+
+/// Runs the binary with a clean environment: only PATH, HOME, KUBECONFIG and `vars`.
+pub async fn run_binary(kubeconfig: &Path, vars: &[(String, String)]) -> RunResult {
+    run_binary_args(kubeconfig, vars, &[]).await
+}
+
+pub async fn run_binary_args(kubeconfig: &Path, vars: &[(String, String)], args: &[&str]) -> RunResult {
+    let mut cmd = command(kubeconfig, vars, args);
     let out = cmd.output().await.unwrap();
     RunResult {
         code: out.status.code().unwrap_or(-1),
