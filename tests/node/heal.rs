@@ -60,6 +60,7 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
     env.put_dockerconfig(&env.home, "heal-regcred", registry.dockerconfig().as_bytes(), &[])
         .await;
     let ns = env.name("a");
+    let start = std::time::Instant::now();
     env.create_namespace(&ns, &[PRIVILEGED], &[]).await;
 
     // Before any run: two Deployments, one guarded by a budget that allows no disruption, and a
@@ -82,6 +83,7 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
         if f.len() == 4 { Ok(f) } else { Err(format!("{f:?}")) }
     })
     .await;
+    let failing_at = start.elapsed().as_secs();
     let (code, named) = explain_stuck(&env, &registry, &ns).await;
     assert_eq!(
         (code, &named),
@@ -111,6 +113,7 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
 
     // The run: the Secret and the ServiceAccount entry first, then the evictions.
     let run = env.run(&heal).await;
+    let ran_at = start.elapsed().as_secs();
     let summary = run.summary();
     assert_eq!(summary["pods"]["evicted"], 3, "{run:?}");
     assert_eq!(
@@ -129,6 +132,11 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
     let mut pods = node::wait_running(&env.client, &ns, "app=web", 2).await;
     pods.extend(node::wait_running(&env.client, &ns, "app=guarded", 1).await);
     node::assert_pulled(&env.client, &pods).await;
+    eprintln!(
+        "healing: namespace created at 0 s; 4 Pods failing (401) at {failing_at} s; the evicting run done at \
+         {ran_at} s; every replacement pulled and running at {} s",
+        start.elapsed().as_secs()
+    );
     for p in &pods {
         assert!(!before.contains(p.metadata.uid.as_ref().unwrap()), "a new Pod");
     }
