@@ -217,7 +217,7 @@ async fn judge_image(
             ),
         ));
         // Without a credential the kubelet pulls anonymously: a public image still pulls.
-        match verify::manifest(clients, &reference, None).await {
+        match verify::manifest_shared(clients, &reference, None).await {
             Ok(digest) => {
                 v.steps.push(step(
                     "manifest",
@@ -300,7 +300,7 @@ async fn judge_image(
     let mut accepted: Option<&Target> = None;
     let mut first_failure: Option<verify::Verdict> = None;
     for e in &entries {
-        let verdict = verify::login_for(clients, e, &host, &name.path).await;
+        let verdict = verify::login_shared(clients, e, &host, &name.path).await;
         if verdict.0 == "ok" {
             v.steps.push(step(
                 "login",
@@ -347,7 +347,7 @@ async fn judge_image(
         );
         return v;
     };
-    match verify::manifest(clients, &reference, Some(entry)).await {
+    match verify::manifest_shared(clients, &reference, Some(entry)).await {
         Ok(digest) => {
             v.steps.push(step("manifest", "ok", format!("{reference} is {digest}")));
             v.would_pull = true;
@@ -693,13 +693,42 @@ pub async fn explain_stuck(client: &Client, clients: &Clients) -> Result<Vec<Pod
         })
         .await
         .context("listing Pods")?;
+    // Concurrently, registry answers shared (Clients), and bounded: a registry outage with
+    // hundreds of stuck Pods ends at the deadline with what was found.
+    use futures::StreamExt as _;
+    let deadline = tokio::time::Instant::now() + STUCK_DEADLINE;
+    let results: Vec<_> = futures::stream::iter(stuck)
+        .map(|(pod, names)| async move {
+            tokio::time::timeout_at(deadline, async {
+                let subject = subject_of_pod(client, &pod, Some(&names)).await?;
+                explain_subject(client, clients, subject).await
+            })
+            .await
+        })
+        .buffered(STUCK_CONCURRENCY)
+        .collect()
+        .await;
     let mut out = Vec::new();
-    for (pod, names) in stuck {
-        let subject = subject_of_pod(client, &pod, Some(&names)).await?;
-        out.push(explain_subject(client, clients, subject).await?);
+    let mut late = 0;
+    for r in results {
+        match r {
+            Ok(e) => out.push(e?),
+            Err(_) => late += 1,
+        }
+    }
+    if late > 0 {
+        eprintln!(
+            "explain --stuck: {late} stuck Pod(s) not examined within {}s (registries slow or unreachable); \
+             ask about one with `explain POD -n NAMESPACE`",
+            STUCK_DEADLINE.as_secs()
+        );
     }
     Ok(out)
 }
+
+/// How long `explain --stuck` examines stuck Pods, and how many at once.
+pub const STUCK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+const STUCK_CONCURRENCY: usize = 8;
 
 /// Text for a person.
 pub fn render_text(e: &PodExplanation) -> String {

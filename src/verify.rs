@@ -153,10 +153,45 @@ pub fn stop_reason(mode: Verify, checks: &[RegistryCheck]) -> Option<String> {
     ))
 }
 
-/// HTTP clients for the checks, trusting the system roots plus `ca_file` (PEM), if given.
+/// HTTP clients for the checks, trusting the system roots plus `ca_file` (PEM), if given, and
+/// the results of `explain`'s checks so far: one login per (registry, repository, credential)
+/// and one manifest check per (reference, credential), however many Pods ask (kept in memory
+/// only; never printed).
 pub struct Clients {
     http: reqwest::Client,
     oci: oci_client::Client,
+    logins: Memo<Verdict>,
+    manifests: Memo<ManifestResult>,
+}
+
+type ManifestResult = Result<String, (&'static str, String)>;
+type Memo<T> = std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::OnceCell<T>>>>;
+
+fn shared<T>(memo: &Memo<T>, key: String) -> std::sync::Arc<tokio::sync::OnceCell<T>> {
+    memo.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
+/// [`login_for`], asked once per (registry, repository, credential) and shared.
+pub async fn login_shared(clients: &Clients, target: &Target, host: &str, repository: &str) -> Verdict {
+    let key = [host, repository, &target.username, &target.password].join("\0");
+    let cell = shared(&clients.logins, key);
+    cell.get_or_init(|| login_for(clients, target, host, repository))
+        .await
+        .clone()
+}
+
+/// [`manifest`], asked once per (reference, credential) and shared.
+pub async fn manifest_shared(clients: &Clients, reference: &Reference, credentials: Option<&Target>) -> ManifestResult {
+    let (user, password) = credentials.map_or(("", ""), |t| (t.username.as_str(), t.password.as_str()));
+    let key = [reference.whole().as_str(), user, password].join("\0");
+    let cell = shared(&clients.manifests, key);
+    cell.get_or_init(|| manifest(clients, reference, credentials))
+        .await
+        .clone()
 }
 
 impl Clients {
@@ -192,7 +227,12 @@ impl Clients {
             read_timeout: Some(CHECK_TIMEOUT),
             ..ClientConfig::default()
         });
-        Ok(Clients { http, oci })
+        Ok(Clients {
+            http,
+            oci,
+            logins: Default::default(),
+            manifests: Default::default(),
+        })
     }
 }
 

@@ -245,3 +245,49 @@ async fn explain_walks_the_kubelets_chain_step_by_step() {
     let (run, _) = explain(&env, &registry, &["works", "--stuck"]).await;
     assert_eq!(run.code, 2, "{run:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_pods_share_one_check_per_registry_and_credential() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let env = TestEnv::new("ex9").await;
+    // A registry that takes connections and never answers (an outage), counting them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    let ns = env.name("a");
+    env.create_namespace(&ns, &[], &[]).await;
+    let config = json!({ "auths": { host.as_str(): { "username": "ci-bot", "password": "fake-hung-password" } } });
+    env.put_dockerconfig(&ns, "hung", config.to_string().as_bytes(), &[])
+        .await;
+    let image = format!("{host}/team/app:1");
+    for i in 0..5 {
+        let name = format!("stuck-{i}");
+        pod(&env, &ns, &name, &image, &["hung"]).await;
+        mark_stuck(&env, &ns, &name).await;
+    }
+    let run = run_binary_args(&env.kubeconfig, &[], &["explain", "--stuck", "--output", "json"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    for i in 0..5 {
+        assert!(
+            run.stdout.contains(&format!("stuck-{i}")),
+            "every stuck Pod is explained: {}",
+            run.stdout
+        );
+    }
+    assert!(run.stdout.contains("Unreachable"), "{}", run.stdout);
+    let connections = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&connections),
+        "five Pods, one registry, one credential: one check, not one per Pod ({connections} connections)"
+    );
+    server.abort();
+}
