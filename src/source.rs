@@ -329,7 +329,18 @@ mod tests {
         /// Arbitrary bytes never panic the parser, and an error never repeats the input.
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
-            let _ = validate(&bytes, "FUZZ");
+            if let (Err(e), Ok(text)) = (validate(&bytes, "FUZZ"), std::str::from_utf8(&bytes)) {
+                let (message, text) = (format!("{e:#}"), text.trim());
+                proptest::prop_assert!(text.len() < 12 || !message.contains(text), "{}", message);
+            }
+        }
+
+        #[test]
+        fn an_error_never_repeats_its_input(text in "[ -~]{12,80}") {
+            if let Err(e) = validate(text.as_bytes(), "FUZZ") {
+                let message = format!("{e:#}");
+                proptest::prop_assert!(!message.contains(text.trim()) || text.trim().len() < 12, "{}", message);
+            }
         }
 
         #[test]
