@@ -50,6 +50,14 @@ async fn assert_whole(env: &TestEnv, namespaces: &[String], src: &str, allowed: 
     first
 }
 
+/// A fault-injecting proxy in front of the test's API server, and a kubeconfig through it.
+async fn proxied(env: &TestEnv) -> (Proxy, std::path::PathBuf) {
+    let proxy = Proxy::start(env.cp.api_address()).await;
+    let dir = env.cp.kubeconfig.parent().unwrap().to_owned();
+    let via = proxy.kubeconfig(&env.cp.kubeconfig, &dir);
+    (proxy, via)
+}
+
 /// Every namespace holds exactly the wanted state, and nobody's entry was lost.
 async fn assert_converged(env: &TestEnv, namespaces: &[String], src: &str, bytes: &[u8]) {
     for ns in namespaces {
@@ -344,9 +352,7 @@ async fn hung_and_slow_servers_are_bounded_by_the_deadline() {
     let src = env.name("regcred");
     let bytes = env.create_source(&src, "fake-user", "fake-password").await;
     let namespaces = namespaces_with_other_secret(&env, 6).await;
-    let proxy = Proxy::start(env.cp.api_address()).await;
-    let dir = env.cp.kubeconfig.parent().unwrap().to_owned();
-    let via_proxy = proxy.kubeconfig(&env.cp.kubeconfig, &dir);
+    let (proxy, via_proxy) = proxied(&env).await;
     let before = env.snapshot().await;
 
     // A server that accepts and never answers: exit 2 (nothing written) at the deadline.
@@ -593,10 +599,8 @@ async fn a_run_that_hits_its_deadline_still_writes_its_events() {
     env.create_source(&src, "fake-user", "fake-password").await;
     namespaces_with_other_secret(&env, 30).await;
     // Every chunk from the API server held 40 ms: 30 namespaces cannot be written in 2 s.
-    let proxy = Proxy::start(env.cp.api_address()).await;
+    let (proxy, via_proxy) = proxied(&env).await;
     proxy.set(Mode::Slow, Duration::from_millis(40));
-    let dir = env.cp.kubeconfig.parent().unwrap().to_owned();
-    let via_proxy = proxy.kubeconfig(&env.cp.kubeconfig, &dir);
     let v = env.vars(&[
         ("PULLSECRET_SOURCE_SECRETS", &src),
         ("PULLSECRET_CONCURRENCY", "1"),
@@ -631,10 +635,8 @@ async fn sigterm_stops_new_writes_and_still_prints_the_summary() {
     let src = env.name("regcred");
     let bytes = env.create_source(&src, "fake-user", "fake-password").await;
     let namespaces = namespaces_with_other_secret(&env, 30).await;
-    let proxy = Proxy::start(env.cp.api_address()).await;
+    let (proxy, via_proxy) = proxied(&env).await;
     proxy.set(Mode::Slow, Duration::from_millis(40));
-    let dir = env.cp.kubeconfig.parent().unwrap().to_owned();
-    let via_proxy = proxy.kubeconfig(&env.cp.kubeconfig, &dir);
     let v = env.vars(&[("PULLSECRET_SOURCE_SECRETS", &src), ("PULLSECRET_CONCURRENCY", "1")]);
     let child = crate::support::runner::command(&via_proxy, &v, &[])
         .stdout(std::process::Stdio::piped())
