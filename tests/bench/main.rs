@@ -27,6 +27,10 @@ struct Args {
     concurrency: usize,
     /// ServiceAccounts in each namespace, `default` included (real clusters carry about ten).
     service_accounts: usize,
+    /// With `--pods P --kept K`: P Pods naming nothing across the namespaces, then a rename that
+    /// one Pod in each of K namespaces holds up (their old copies kept, checked every run).
+    pods: usize,
+    kept: usize,
     out: PathBuf,
 }
 
@@ -35,6 +39,8 @@ fn args() -> Args {
         namespaces: 5000,
         concurrency: 16,
         service_accounts: 10,
+        pods: 0,
+        kept: 0,
         out: PathBuf::from("bench-results"),
     };
     let mut it = std::env::args().skip(1);
@@ -46,9 +52,12 @@ fn args() -> Args {
             "--service-accounts-per-namespace" => {
                 a.service_accounts = value.parse().expect("--service-accounts-per-namespace K")
             }
+            "--pods" => a.pods = value.parse().expect("--pods P"),
+            "--kept" => a.kept = value.parse().expect("--kept K"),
             "--out" => a.out = PathBuf::from(value),
             other => panic!(
-                "unknown flag {other}; use --namespaces N --concurrency N --service-accounts-per-namespace K --out DIR"
+                "unknown flag {other}; use --namespaces N --concurrency N --service-accounts-per-namespace K \
+                 [--pods P --kept K] --out DIR"
             ),
         }
     }
@@ -103,6 +112,9 @@ async fn main() {
     rows.push(measure(cp, "steady state, SERVICE_ACCOUNTS='defaul?' (a glob)", &args, &glob).await);
     let all = [("PULLSECRET_SERVICE_ACCOUNTS", "*"), ("PULLSECRET_DRY_RUN", "true")];
     rows.push(measure(cp, "SERVICE_ACCOUNTS='*', dry run", &args, &all).await);
+    if args.pods > 0 && args.kept > 0 {
+        rows.extend(rename_held_by_pods(cp, &client, &args).await);
+    }
     cp.stop();
 
     std::fs::create_dir_all(&args.out).unwrap();
@@ -197,6 +209,44 @@ async fn create_service_accounts(client: &Client, namespaces: usize, per_namespa
     create_all(objects).await;
 }
 
+/// A rename held up by one Pod in each of `kept` namespaces, among `pods` Pods that name nothing:
+/// every later run re-checks the kept copies' references. Rows: the rename, then its steady runs
+/// (with `PULLSECRET_BENCH_OLD_BINARY`, also that binary's steady run, for comparison).
+async fn rename_held_by_pods(cp: &'static ControlPlane, client: &Client, args: &Args) -> Vec<Value> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pod = |name: String, secrets: &[&str]| -> Pod {
+        let refs: Vec<Value> = secrets.iter().map(|n| json!({ "name": n })).collect();
+        serde_json::from_value(json!({ "metadata": { "name": name }, "spec": {
+            "imagePullSecrets": refs,
+            "containers": [{ "name": "app", "image": "registry.example.invalid/app:1" }] } }))
+        .unwrap()
+    };
+    let setup = Instant::now();
+    let per_namespace = args.pods.div_ceil(args.namespaces);
+    let objects = (0..args.namespaces).flat_map(|i| {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &format!("bench-{i:05}"));
+        // A list of their own: admission copies nothing from the ServiceAccount into them.
+        (0..per_namespace).map(move |k| (api.clone(), pod(format!("app-{k:03}"), &["app-own-secret"])))
+    });
+    create_all(objects.take(args.pods)).await;
+    let held = (0..args.kept).map(|i| {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &format!("bench-{i:05}"));
+        (api, pod("holds-the-old-name".into(), &[SECRET]))
+    });
+    create_all(held).await;
+    eprintln!("bench: {} Pods ({} holding {SECRET}) ready in {:?}", args.pods + args.kept, args.kept, setup.elapsed());
+    let renamed = format!("{SECRET}={SECRET}-v2");
+    let rename = [("PULLSECRET_SOURCE_SECRETS", renamed.as_str())];
+    let mut rows = vec![measure(cp, &format!("rename, {} copies kept by a Pod", args.kept), args, &rename).await];
+    let label = format!("steady rename held in {} namespaces, {} Pods", args.kept, args.pods + args.kept);
+    rows.push(measure(cp, &label, args, &rename).await);
+    if let Ok(old) = std::env::var("PULLSECRET_BENCH_OLD_BINARY") {
+        let old_label = format!("{label}, {old}");
+        rows.push(measure_with(cp, &old_label, args, &rename, std::path::Path::new(&old)).await);
+    }
+    rows
+}
+
 /// The API server's own counters: LIST response bytes, and request count and total seconds.
 async fn server_view(cp: &ControlPlane) -> (f64, f64, f64) {
     (
@@ -207,18 +257,28 @@ async fn server_view(cp: &ControlPlane) -> (f64, f64, f64) {
 }
 
 async fn measure(cp: &ControlPlane, label: &str, args: &Args, extra: &[(&str, &str)]) -> Value {
+    measure_with(cp, label, args, extra, &support::binary()).await
+}
+
+async fn measure_with(
+    cp: &ControlPlane,
+    label: &str,
+    args: &Args,
+    extra: &[(&str, &str)],
+    binary: &std::path::Path,
+) -> Value {
     let throttled_before = cp.metric("apiserver_request_total", "code=\"429\"").await;
     let server_before = server_view(cp).await;
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(support::binary())
+    let mut child = tokio::process::Command::new(binary)
         .env_clear()
-        .envs(extra.iter().copied())
         .env("KUBECONFIG", &cp.kubeconfig)
         .env("PULLSECRET_SOURCE_SECRETS", SECRET)
         .env("PULLSECRET_SOURCE_NAMESPACE", HOME)
         .env("PULLSECRET_CONCURRENCY", args.concurrency.to_string())
         .env("PULLSECRET_OUTPUT", "json")
         .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
