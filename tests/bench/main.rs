@@ -234,11 +234,28 @@ async fn rename_held_by_pods(cp: &'static ControlPlane, client: &Client, args: &
         (api, pod("holds-the-old-name".into(), &[SECRET]))
     });
     create_all(held).await;
-    eprintln!("bench: {} Pods ({} holding {SECRET}) ready in {:?}", args.pods + args.kept, args.kept, setup.elapsed());
+    eprintln!(
+        "bench: {} Pods ({} holding {SECRET}) ready in {:?}",
+        args.pods + args.kept,
+        args.kept,
+        setup.elapsed()
+    );
     let renamed = format!("{SECRET}={SECRET}-v2");
     let rename = [("PULLSECRET_SOURCE_SECRETS", renamed.as_str())];
-    let mut rows = vec![measure(cp, &format!("rename, {} copies kept by a Pod", args.kept), args, &rename).await];
-    let label = format!("steady rename held in {} namespaces, {} Pods", args.kept, args.pods + args.kept);
+    let mut rows = vec![
+        measure(
+            cp,
+            &format!("rename, {} copies kept by a Pod", args.kept),
+            args,
+            &rename,
+        )
+        .await,
+    ];
+    let label = format!(
+        "steady rename held in {} namespaces, {} Pods",
+        args.kept,
+        args.pods + args.kept
+    );
     rows.push(measure(cp, &label, args, &rename).await);
     if let Ok(old) = std::env::var("PULLSECRET_BENCH_OLD_BINARY") {
         let old_label = format!("{label}, {old}");
