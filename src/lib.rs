@@ -96,23 +96,9 @@ pub async fn run(
         match lease::acquire(client, source_namespace, &lease::identity(), wait).await? {
             lease::Acquired::Held(held) => Some(held),
             lease::Acquired::Busy(holder) => {
-                let message = format!(
-                    "another run holds the Lease {source_namespace}/{} ({holder}); waited {}s and wrote nothing. \
-                     Overlapping runs (a CronJob, a manual Job, a CI step) take turns; run again later",
-                    lease::LEASE_NAME,
-                    wait.as_secs()
-                );
                 tracing::error!(holder = %holder, "the Lease is held by another run; nothing written");
-                let mut summary = Summary::from_run(&model::Plan::default(), &[], config.dry_run);
-                summary.problems.push(report::problem(
-                    source_namespace,
-                    "Lease",
-                    lease::LEASE_NAME,
-                    "LeaseHeld",
-                    &message,
-                    model::Severity::Error,
-                ));
-                summary.converged = false;
+                let mut summary =
+                    Summary::lease_held(config.dry_run, source_namespace, lease::LEASE_NAME, &holder, wait);
                 summary.registries = registries;
                 summary.api_requests = counter.snapshot();
                 summary.duration_ms = started.elapsed().as_millis() as u64;

@@ -251,16 +251,7 @@ impl Reader {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
         };
-        self.paged(
-            None,
-            None,
-            |p| {
-                let api = api.clone();
-                async move { api.list(&p).await }
-            },
-            keep,
-        )
-        .await
+        self.list_api(api, None, keep).await
     }
 
     /// The inventory of names earlier runs managed; a missing ConfigMap is an empty inventory.
@@ -278,7 +269,19 @@ impl Reader {
     where
         K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     {
-        let api: Api<K> = Api::all(self.client.clone());
+        self.list_api(Api::all(self.client.clone()), fields, keep).await
+    }
+
+    /// One paged list of whole objects through `api`, optionally by field selector.
+    async fn list_api<K, T>(
+        &self,
+        api: Api<K>,
+        fields: Option<&str>,
+        keep: impl FnMut(K) -> Option<T>,
+    ) -> Result<Vec<T>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
         self.paged(
             None,
             fields,

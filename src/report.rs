@@ -232,6 +232,33 @@ impl Summary {
         }
     }
 
+    /// A run that found the Lease `name` in `namespace` held by `holder` after waiting `waited`:
+    /// nothing written, not converged (exit 1).
+    pub fn lease_held(
+        dry_run: DryRun,
+        namespace: &str,
+        name: &str,
+        holder: &str,
+        waited: std::time::Duration,
+    ) -> Summary {
+        let mut s = Summary::from_run(&Plan::default(), &[], dry_run);
+        let message = format!(
+            "another run holds the Lease {namespace}/{name} ({holder}); waited {}s and wrote nothing. Overlapping \
+             runs (a CronJob, a manual Job, a CI step) take turns; run again later",
+            waited.as_secs()
+        );
+        s.problems.push(problem(
+            namespace,
+            "Lease",
+            name,
+            "LeaseHeld",
+            &message,
+            Severity::Error,
+        ));
+        s.converged = false;
+        s
+    }
+
     /// Marks a run that was asked to stop (SIGTERM): not converged, whatever it got done.
     pub fn stopped(&mut self) {
         self.problems.push(problem(
