@@ -1,9 +1,13 @@
-//! Entry point: arguments and environment -> Config, logs, one run, summary on stdout, exit code.
+//! Entry point: argv and environment -> settings, logs, signals, one run or one `explain`,
+//! the answer on stdout, the exit code.
 
 use std::process::ExitCode;
 
-use pullsecret_reconciler::config::{Config, DryRun, Format, PREFIX, VARIABLES};
-use pullsecret_reconciler::{Summary, apply, client, push_metrics, run};
+use pullsecret_reconciler::cli::config::{self, Config, Format};
+use pullsecret_reconciler::cli::{self, Command, ExplainArgs};
+use pullsecret_reconciler::cluster::{client, registry};
+use pullsecret_reconciler::core::model::DryRun;
+use pullsecret_reconciler::{Summary, apply, explain, push_metrics, run};
 
 /// SIGTERM (a Job at its activeDeadlineSeconds, an evicted or deleted Pod) or SIGINT: no write
 /// starts any more, those in flight get a short grace, and the run ends as usual — summary,
@@ -25,46 +29,6 @@ fn watch_for_termination() {
     }
 }
 
-fn help() -> String {
-    let mut s = format!(
-        "pullsecret-reconciler {}\n\
-         Copies registry pull Secrets into every selected namespace and lists them in ServiceAccounts'\n\
-         imagePullSecrets, in one run; then prints a summary and exits.\n\n\
-         Usage: pullsecret-reconciler [--dry-run] [--help] [--version]\n\
-         \x20      pullsecret-reconciler explain POD -n NAMESPACE | --image REF [--service-account SA] -n NAMESPACE | --stuck\n\
-         \x20        [--output json]   why a Pod's images would or would not pull (reads only)\n\n\
-         Configuration (environment variables; unknown PULLSECRET_* variables are errors):\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    for (name, default, meaning) in VARIABLES {
-        let default = if default.is_empty() { "(none)" } else { default };
-        s.push_str(&format!(
-            "  {PREFIX}{name:<22} {meaning}\n  {:<33} default: {default}\n",
-            ""
-        ));
-    }
-    s.push_str(
-        "\nExit codes: 0 converged; 1 finished, not converged (failed writes, conflicts, refused prunes,\n\
-         deadline); 2 nothing written (bad configuration or source, cluster unreachable, a list failed).\n",
-    );
-    s
-}
-
-/// The process environment as UTF-8 pairs; a non-UTF-8 `PULLSECRET_*` value is an error rather
-/// than being silently dropped.
-fn environment() -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for (k, v) in std::env::vars_os() {
-        let Ok(k) = k.into_string() else { continue };
-        match v.into_string() {
-            Ok(v) => out.push((k, v)),
-            Err(_) if k.starts_with(PREFIX) => return Err(format!("{k}: value is not valid UTF-8")),
-            Err(_) => {}
-        }
-    }
-    Ok(out)
-}
-
 fn init_logs(format: Format) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -75,6 +39,8 @@ fn init_logs(format: Format) {
         Format::Json => builder.json().init(),
         Format::Text => builder.with_ansi(false).init(),
     }
+    // Registry checks (reqwest) use rustls' process-wide provider: the same ring as kube's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The async runtime; `None` (said on stderr) when it cannot start.
@@ -86,92 +52,36 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(2)
+}
+
 /// `pullsecret-reconciler explain …`: reads only. Exit 0 would pull, 1 would not, 2 invalid.
-fn explain(args: &[String]) -> ExitCode {
-    use pullsecret_reconciler::{explain, verify};
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{}", explain::USAGE);
-        return ExitCode::SUCCESS;
+fn explain(args: &ExplainArgs, env: &[(String, String)]) -> ExitCode {
+    if let Err(e) = args.check() {
+        return fail(&e);
     }
-    let parsed = match explain::parse_args(args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    // Only the CA bundle of the configuration applies; explain needs no credentials source.
-    let ca = std::env::var("PULLSECRET_REGISTRY_CA_FILE")
-        .ok()
-        .filter(|v| !v.trim().is_empty());
     init_logs(Format::Text);
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);
     };
     let code = runtime.block_on(async {
         let counter = client::RequestCounter::default();
-        let (kube, namespace) = match client::connect(&counter).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return 2;
-            }
-        };
-        let clients = match verify::Clients::new(ca.as_deref()) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return 2;
-            }
-        };
-        explain::answer(&kube, &clients, &parsed.question(&namespace), parsed.json).await
+        let (kube, namespace) = client::connect(&counter).await?;
+        let clients = registry::Clients::new(config::registry_ca_file(env).as_deref())?;
+        let question = explain::Question::of(args, &namespace);
+        anyhow::Ok(explain::answer(&kube, &clients, &question, args.json()).await)
     });
-    ExitCode::from(code)
+    match code {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&e),
+    }
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().is_some_and(|a| a == "explain") {
-        return explain(&args[1..]);
-    }
-    let mut dry_run = false;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                print!("{}", help());
-                return ExitCode::SUCCESS;
-            }
-            "-V" | "--version" => {
-                println!("pullsecret-reconciler {}", env!("CARGO_PKG_VERSION"));
-                return ExitCode::SUCCESS;
-            }
-            "--dry-run" => dry_run = true,
-            other => {
-                eprintln!("error: unknown argument {other:?} (see --help)");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let config = match environment()
-        .map_err(anyhow::Error::msg)
-        .and_then(|env| Config::from_env(env, dry_run))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            // Scripts asked for JSON still get exactly one object on stdout.
-            if std::env::var("PULLSECRET_OUTPUT").is_ok_and(|v| v.trim() == "json") {
-                let mode = if dry_run { DryRun::Client } else { DryRun::Off };
-                println!("{}", Summary::aborted(mode, &e).to_json());
-            }
-            return ExitCode::from(2);
-        }
-    };
+/// One reconciler run: the summary on stdout, the exit code from it.
+fn reconcile(config: &Config) -> ExitCode {
     init_logs(config.log_format);
-    // Registry checks (reqwest) use rustls' process-wide provider: the same ring as kube's.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-
     let Some(runtime) = runtime() else {
         return ExitCode::from(2);
     };
@@ -184,7 +94,7 @@ fn main() -> ExitCode {
                 .source_namespace
                 .clone()
                 .unwrap_or_else(|| connection.namespace.clone());
-            run(&config, &connection, &counter, &namespace).await
+            run(config, &connection, &counter, &namespace).await
         }
         .await;
         let mut summary = result.unwrap_or_else(|e| {
@@ -196,7 +106,7 @@ fn main() -> ExitCode {
         if apply::stop_requested() {
             summary.stopped();
         }
-        push_metrics(&config, &mut summary).await;
+        push_metrics(config, &mut summary).await;
         summary
     });
     match config.output {
@@ -204,4 +114,32 @@ fn main() -> ExitCode {
         Format::Text => print!("{}", summary.to_text()),
     }
     ExitCode::from(summary.exit_code())
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    let env = match config::process_environment() {
+        Ok(env) => env,
+        Err(e) => return fail(&e),
+    };
+    if let Some(Command::Explain(args)) = &cli.command {
+        return explain(args, &env);
+    }
+    match Config::from_env(env.clone(), cli.dry_run) {
+        Ok(config) => reconcile(&config),
+        Err(e) => {
+            // Scripts asked for JSON still get exactly one object on stdout.
+            if config::wants_json(&env) {
+                let mode = if cli.dry_run { DryRun::Client } else { DryRun::Off };
+                println!("{}", Summary::aborted(mode, &e).to_json());
+            }
+            fail(&e)
+        }
+    }
 }

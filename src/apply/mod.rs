@@ -2,8 +2,6 @@
 //! trait in dependency waves, with bounded concurrency and the run deadline -> one [`Outcome`]
 //! per action. It decides nothing: what waits for what comes from the plan's `after` lists.
 
-pub mod kube;
-
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +10,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 
-use crate::model::{Action, Credential, Failure, Inventory, Op, Outcome, ServiceAccountState, Status, edit_inventory};
+use crate::core::model::{
+    Action, Credential, Failure, Inventory, Op, Outcome, ServiceAccountState, Status, edit_inventory,
+};
 
 /// Writes of one object repeated after "the object has been modified" before giving up.
 const ATTEMPTS: usize = 6;
@@ -421,5 +421,4 @@ where
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use super::*;
-use crate::model::{Edit, Kind};
+use crate::core::model::{Edit, Kind};
 
 /// Answers scripted per call key ("write-sa a/default"); anything unscripted succeeds.
 #[derive(Default)]

@@ -120,7 +120,7 @@ async fn help_lists_every_variable_with_its_default() {
     let kc = nowhere();
     let help = run_binary_args(&kc, &[], &["--help"]).await;
     assert_eq!(help.code, 0);
-    for (name, default, _) in pullsecret_reconciler::config::VARIABLES {
+    for (name, default, _) in pullsecret_reconciler::cli::help::VARIABLES {
         assert!(
             help.stdout.contains(&format!("PULLSECRET_{name}")),
             "--help misses PULLSECRET_{name}"
@@ -140,7 +140,12 @@ async fn help_lists_every_variable_with_its_default() {
     );
     let bad = run_binary_args(&kc, &[], &["--dryrun"]).await;
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("unknown argument \"--dryrun\""), "{}", bad.stderr);
+    assert!(bad.stderr.contains("unexpected argument '--dryrun'"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--dry-run"),
+        "clap suggests the flag: {}",
+        bad.stderr
+    );
 }
 
 #[tokio::test]
@@ -150,7 +155,10 @@ async fn explain_questions_that_are_invalid_exit_2_before_connecting() {
         (vec!["explain"], "give exactly one of POD, --image REF or --stuck"),
         (vec!["explain", "web", "--stuck"], "give exactly one of"),
         (vec!["explain", "--stuck", "-n", "x"], "do not apply"),
-        (vec!["explain", "web", "-o", "yaml"], "--output: expected text or json"),
+        (
+            vec!["explain", "web", "-o", "yaml"],
+            "invalid value 'yaml' for '--output <OUTPUT>'",
+        ),
         (vec!["explain", "Bad_Name", "-n", "x"], "invalid Pod name"),
     ] {
         let run = run_binary_args(&kubeconfig, &[], &args).await;

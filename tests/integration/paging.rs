@@ -6,10 +6,10 @@ use kube::Api;
 use kube::api::PostParams;
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use pullsecret_reconciler::client::RequestCounter;
-use pullsecret_reconciler::glob::Glob;
-use pullsecret_reconciler::model::{Adopt, Listed, Pods, Policy};
-use pullsecret_reconciler::observe::Reader;
+use pullsecret_reconciler::cluster::client::RequestCounter;
+use pullsecret_reconciler::cluster::reads::Reader;
+use pullsecret_reconciler::core::glob::Glob;
+use pullsecret_reconciler::core::model::{Adopt, Listed, Pods, Policy};
 use serde_json::json;
 
 use crate::support::{TEST_LABEL, TestEnv};

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use pullsecret_reconciler::apply::{self, Limits, kube::KubeCluster};
-use pullsecret_reconciler::model::{Action, Kind, Op, Status};
+use pullsecret_reconciler::apply::{self, Limits};
+use pullsecret_reconciler::cluster::writes::KubeCluster;
+use pullsecret_reconciler::core::model::{Action, Kind, Op, Status};
 use serde_json::{Value, json};
 
 use crate::support::{RunResult, TestEnv, run_binary};

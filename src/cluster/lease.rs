@@ -13,7 +13,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::FIELD_MANAGER;
+use crate::core::FIELD_MANAGER;
 
 pub const LEASE_NAME: &str = "pullsecret-reconciler";
 /// A holder that has not renewed for this long is gone (it renews every third of it).

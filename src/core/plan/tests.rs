@@ -3,8 +3,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::glob::Glob;
-use crate::model::{Inventory, Listed, NamespaceCounts, NamespaceState, PodState, Pods};
+use crate::core::glob::Glob;
+use crate::core::model::{Inventory, Listed, NamespaceCounts, NamespaceState, PodState, Pods};
 
 const DOCKER: &str = DOCKERCONFIGJSON_TYPE;
 
@@ -862,8 +862,8 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // Healing stuck Pods (PULLSECRET_HEAL_PODS=evict).
 
-fn stuck(ns: &str, name: &str, secrets: &[&str], controller: Option<&str>) -> crate::model::StuckPod {
-    crate::model::StuckPod {
+fn stuck(ns: &str, name: &str, secrets: &[&str], controller: Option<&str>) -> crate::core::model::StuckPod {
+    crate::core::model::StuckPod {
         namespace: ns.into(),
         name: name.into(),
         uid: format!("uid-{name}"),
@@ -875,13 +875,13 @@ fn stuck(ns: &str, name: &str, secrets: &[&str], controller: Option<&str>) -> cr
 
 fn healing(limit: usize) -> Policy {
     Policy {
-        heal: crate::model::Heal::Evict,
+        heal: crate::core::model::Heal::Evict,
         heal_limit: limit,
         ..policy(&["default"], Adopt::Patcher, true)
     }
 }
 
-fn healed(stuck_pods: Vec<crate::model::StuckPod>, pol: &Policy) -> Plan {
+fn healed(stuck_pods: Vec<crate::core::model::StuckPod>, pol: &Policy) -> Plan {
     let observed = Observed {
         namespaces: vec![ns("a"), ns("kube-system")],
         service_accounts: vec![sa("a", "default", &[], &[]), sa("kube-system", "default", &[], &[])],
@@ -1037,7 +1037,11 @@ fn a_conflict_its_owner_accepts_is_left_alone_as_info() {
         0,
         "never written, and no ServiceAccount entry for it: {p:?}"
     );
-    let s = crate::report::Summary::from_run(&p, &crate::apply::unsent(p.actions.clone()), crate::model::DryRun::Off);
+    let s = crate::core::summary::Summary::from_run(
+        &p,
+        &crate::apply::unsent(p.actions.clone()),
+        crate::core::model::DryRun::Off,
+    );
     assert_eq!((s.secrets.conflicts, s.secrets.conflicts_accepted), (0, 1));
     assert_eq!(s.problems[0].severity, "info");
     assert_eq!(
@@ -1049,6 +1053,10 @@ fn a_conflict_its_owner_accepts_is_left_alone_as_info() {
     let mut unmarked = observed.clone();
     unmarked.secrets[0].conflict_accepted = false;
     let p = plan(&policy(&["default"], Adopt::Patcher, true), &creds, &unmarked);
-    let s = crate::report::Summary::from_run(&p, &crate::apply::unsent(p.actions.clone()), crate::model::DryRun::Off);
+    let s = crate::core::summary::Summary::from_run(
+        &p,
+        &crate::apply::unsent(p.actions.clone()),
+        crate::core::model::DryRun::Off,
+    );
     assert_eq!((s.secrets.conflicts, s.exit_code()), (1, 1));
 }

@@ -2,7 +2,7 @@
 //! (`PULLSECRET_CREDENTIAL_PROVIDER_*`): the same `CredentialProviderConfig` file and plugin
 //! binaries a node uses, spoken to with the same exec protocol
 //! (`credentialprovider.kubelet.k8s.io/v1`). For each image, every provider whose `matchImages`
-//! match (the kubelet's rules, [`crate::kubelet`]) is executed with a `CredentialProviderRequest` on
+//! match (the kubelet's rules, [`crate::core::kubelet`]) is executed with a `CredentialProviderRequest` on
 //! stdin; every `auth` entry of the answers is merged into one docker config.
 //!
 //! Parsing, selection, answers and merging are pure; [`load`] does the I/O (exec, and the
@@ -18,7 +18,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::kubelet;
+use crate::core::kubelet;
 
 /// The config's own API versions the kubelet decodes.
 const CONFIG_API_VERSIONS: &[&str] = &[
@@ -595,7 +595,7 @@ pub async fn load(
         }
     }
     let (config, expiries) = merge(&answers, SystemTime::now());
-    let config = crate::source::validate(&config, &what)?;
+    let config = crate::sources::validate(&config, &what)?;
     Ok((config, expiries))
 }
 
@@ -875,7 +875,7 @@ providers:
         let v: serde_json::Value = serde_json::from_slice(&config).unwrap();
         assert_eq!(v["auths"]["1.dkr.ecr.eu-west-1.amazonaws.com"]["password"], "first");
         assert_eq!(v["auths"]["1.dkr.ecr.eu-west-1.amazonaws.com"]["auth"], "QVdTOmZpcnN0");
-        crate::source::validate(&config, "merged").unwrap();
+        crate::sources::validate(&config, "merged").unwrap();
         assert_eq!(expiries.len(), 2);
         assert_eq!(expiries[0].expires_at, Some(4600));
         assert_eq!(expiries[1].expires_at, None);

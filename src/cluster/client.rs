@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use kube::Client;
 use kube::client::ClientBuilder;
 
-use crate::model::ApiRequests;
+use crate::core::model::ApiRequests;
 
 /// Counts requests as they leave the client: GETs (gets and list pages) are reads, everything else
 /// a write; also tracks the most writes ever in flight at once. kube's own retries of

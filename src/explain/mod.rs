@@ -3,7 +3,7 @@
 //! It walks the chain the kubelet walks, one verdict per step: the Pod's `imagePullSecrets`
 //! (copied from its ServiceAccount at admission, or not), each named Secret (exists in the Pod's
 //! namespace, right type, parsable), which `auths` entry matches each image by the kubelet's own
-//! rules ([`crate::kubelet`]), whether the registry accepts that credential for pulling that
+//! rules ([`crate::core::kubelet`]), whether the registry accepts that credential for pulling that
 //! repository, and whether the manifest for that tag or digest exists. The first step that fails
 //! ends the walk and is the verdict, with the fix in one line.
 //!
@@ -19,8 +19,9 @@ use kube::{Api, Client};
 use oci_client::Reference;
 use serde::Serialize;
 
-use crate::kubelet::{self, ImageName, Keyring};
-use crate::verify::{self, Clients, Target};
+use crate::cli::ExplainArgs;
+use crate::cluster::registry::{self, Clients, Target};
+use crate::core::kubelet::{self, ImageName, Keyring};
 
 /// What was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +116,7 @@ pub fn judge_secrets(
             }
             SecretRead::Found(secret) => {
                 let what = format!("Secret {namespace}/{name}");
-                match crate::source::from_secret(secret, &what) {
+                match crate::sources::from_secret(secret, &what) {
                     Err(e) => {
                         let wrong_type = !matches!(
                             secret.type_.as_deref(),
@@ -128,13 +129,13 @@ pub fn judge_secrets(
                         ("failed", format!("{e:#}"))
                     }
                     Ok(bytes) => {
-                        let credential = crate::model::Credential {
+                        let credential = crate::core::model::Credential {
                             target: name.clone(),
                             origin: name.clone(),
                             source_secret: None,
                             data: bytes,
                         };
-                        let targets = verify::targets(std::slice::from_ref(&credential));
+                        let targets = registry::targets(std::slice::from_ref(&credential));
                         let keys: Vec<String> = targets.iter().map(|t| t.server.clone()).collect();
                         // Each entry's source is its Secret's name (the credential's origin).
                         for t in targets {
@@ -217,7 +218,7 @@ async fn judge_image(
             ),
         ));
         // Without a credential the kubelet pulls anonymously: a public image still pulls.
-        match verify::manifest_shared(clients, &reference, None).await {
+        match registry::manifest_shared(clients, &reference, None).await {
             Ok(digest) => {
                 v.steps.push(step(
                     "manifest",
@@ -298,9 +299,9 @@ async fn judge_image(
     // The kubelet tries each matching credential in turn; the first the registry accepts wins.
     let host = name.api_host();
     let mut accepted: Option<&Target> = None;
-    let mut first_failure: Option<verify::Verdict> = None;
+    let mut first_failure: Option<registry::Verdict> = None;
     for e in &entries {
-        let verdict = verify::login_shared(clients, e, &host, &name.path).await;
+        let verdict = registry::login_shared(clients, e, &host, &name.path).await;
         if verdict.0 == "ok" {
             v.steps.push(step(
                 "login",
@@ -347,7 +348,7 @@ async fn judge_image(
         );
         return v;
     };
-    match verify::manifest_shared(clients, &reference, Some(entry)).await {
+    match registry::manifest_shared(clients, &reference, Some(entry)).await {
         Ok(digest) => {
             v.steps.push(step("manifest", "ok", format!("{reference} is {digest}")));
             v.would_pull = true;
@@ -396,7 +397,7 @@ impl ImageName {
     /// The registry API host (Docker Hub's is index.docker.io).
     pub fn api_host(&self) -> String {
         if self.domain == "docker.io" {
-            verify::DOCKER_HUB.to_owned()
+            registry::DOCKER_HUB.to_owned()
         } else {
             self.domain.clone()
         }
@@ -677,7 +678,7 @@ pub fn group(explanations: &[PodExplanation]) -> Vec<Group> {
 /// `explain --stuck`: one paged cluster-wide Pod list, each page reduced to the stuck Pods, then
 /// each explained (only its stuck containers).
 pub async fn explain_stuck(client: &Client, clients: &Clients) -> Result<Vec<PodExplanation>> {
-    let reader = crate::observe::Reader::new(client.clone());
+    let reader = crate::cluster::reads::Reader::new(client.clone());
     let stuck: Vec<(Pod, BTreeSet<String>)> = reader
         .list_all::<Pod, _>(None, |pod: Pod| {
             let names = stuck_containers(&pod);
@@ -843,101 +844,22 @@ mod tests {
     }
 }
 
-/// The arguments after `explain`, or what is wrong with them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Args {
-    pub pod: Option<String>,
-    pub namespace: Option<String>,
-    pub image: Option<String>,
-    pub service_account: Option<String>,
-    pub stuck: bool,
-    pub json: bool,
-}
-
-pub const USAGE: &str = "usage: pullsecret-reconciler explain POD -n NAMESPACE [--output json]\n       \
-                         pullsecret-reconciler explain --image REF [--service-account SA] -n NAMESPACE [--output json]\n       \
-                         pullsecret-reconciler explain --stuck [--output json]";
-
-/// Parses `explain`'s arguments (pure).
-pub fn parse_args(args: &[String]) -> Result<Args> {
-    let mut a = Args {
-        pod: None,
-        namespace: None,
-        image: None,
-        service_account: None,
-        stuck: false,
-        json: false,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| -> Result<String> {
-            match inline.clone().or_else(|| it.next().cloned()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => bail!("{name} needs a value\n{USAGE}"),
-            }
-        };
-        match flag {
-            "-n" | "--namespace" => a.namespace = Some(value("--namespace")?),
-            "--image" => a.image = Some(value("--image")?),
-            "--service-account" => a.service_account = Some(value("--service-account")?),
-            "--stuck" => a.stuck = true,
-            "-o" | "--output" => match value("--output")?.as_str() {
-                "json" => a.json = true,
-                "text" => a.json = false,
-                other => bail!("--output: expected text or json, got {other:?}"),
-            },
-            f if f.starts_with('-') => bail!("unknown option {f:?}\n{USAGE}"),
-            pod if a.pod.is_none() => a.pod = Some(pod.to_owned()),
-            extra => bail!("one Pod at a time: unexpected {extra:?}\n{USAGE}"),
-        }
-    }
-    let modes = usize::from(a.pod.is_some()) + usize::from(a.image.is_some()) + usize::from(a.stuck);
-    if modes != 1 {
-        bail!("give exactly one of POD, --image REF or --stuck\n{USAGE}");
-    }
-    if a.stuck && (a.namespace.is_some() || a.service_account.is_some()) {
-        bail!("--stuck looks at every namespace: -n and --service-account do not apply\n{USAGE}");
-    }
-    if a.service_account.is_some() && a.image.is_none() {
-        bail!("--service-account goes with --image\n{USAGE}");
-    }
-    if let Some(ns) = &a.namespace
-        && crate::config::check_label(ns).is_err()
-    {
-        bail!(
-            "invalid namespace name {ns:?}: a namespace is a DNS label (lower-case letters, digits, '-'; 63 at most)"
-        );
-    }
-    for (what, v) in [("Pod", &a.pod), ("ServiceAccount", &a.service_account)] {
-        if let Some(v) = v
-            && crate::config::check_object_name(v).is_err()
-        {
-            bail!("invalid {what} name {v:?}");
-        }
-    }
-    Ok(a)
-}
-
-impl Args {
-    /// The question, with the kubeconfig's namespace when `-n` is not given.
-    pub fn question(&self, default_namespace: &str) -> Question {
-        let namespace = self.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
-        if self.stuck {
+impl Question {
+    /// The question checked arguments ask, with the kubeconfig's namespace when `-n` is not given.
+    pub fn of(args: &ExplainArgs, default_namespace: &str) -> Question {
+        let namespace = args.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
+        if args.stuck {
             Question::Stuck
-        } else if let Some(image) = &self.image {
+        } else if let Some(image) = &args.image {
             Question::Image {
                 namespace,
                 image: image.clone(),
-                service_account: self.service_account.clone().unwrap_or_else(|| "default".into()),
+                service_account: args.service_account.clone().unwrap_or_else(|| "default".into()),
             }
         } else {
             Question::Pod {
                 namespace,
-                name: self.pod.clone().unwrap_or_default(),
+                name: args.pod.clone().unwrap_or_default(),
             }
         }
     }
@@ -989,52 +911,6 @@ fn invalid(e: &anyhow::Error, json: bool) -> u8 {
 #[cfg(test)]
 mod args_tests {
     use super::*;
-
-    fn parse(args: &[&str]) -> Result<Args> {
-        parse_args(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn questions_parse_and_invalid_ones_say_why() {
-        let a = parse(&["web-0", "-n", "shop", "--output", "json"]).unwrap();
-        assert_eq!(
-            a.question("default"),
-            Question::Pod {
-                namespace: "shop".into(),
-                name: "web-0".into()
-            }
-        );
-        assert!(a.json);
-        let a = parse(&["--image=ghcr.io/acme/app:1", "--service-account", "builder"]).unwrap();
-        assert_eq!(
-            a.question("team"),
-            Question::Image {
-                namespace: "team".into(),
-                image: "ghcr.io/acme/app:1".into(),
-                service_account: "builder".into()
-            }
-        );
-        assert_eq!(parse(&["--stuck"]).unwrap().question("x"), Question::Stuck);
-        for (args, want) in [
-            (vec![], "exactly one of POD, --image REF or --stuck"),
-            (vec!["a", "--stuck"], "exactly one of"),
-            (vec!["a", "b"], "one Pod at a time"),
-            (vec!["--stuck", "-n", "x"], "-n and --service-account do not apply"),
-            (vec!["web", "-n", "shop.eu"], "invalid namespace name"),
-            (vec!["web", "-n", "Shop"], "invalid namespace name"),
-            (
-                vec!["a", "--service-account", "x"],
-                "--service-account goes with --image",
-            ),
-            (vec!["a", "-n"], "--namespace needs a value"),
-            (vec!["a", "-o", "yaml"], "--output: expected text or json"),
-            (vec!["a", "--bogus"], "unknown option \"--bogus\""),
-            (vec!["Bad_Pod"], "invalid Pod name"),
-        ] {
-            let e = format!("{:#}", parse(&args).unwrap_err());
-            assert!(e.contains(want), "{args:?}: {e}");
-        }
-    }
 
     #[test]
     fn only_stuck_containers_are_kept() {

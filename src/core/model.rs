@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::glob::Glob;
+use crate::core::glob::Glob;
 
 // ---------------------------------------------------------------------------------------------
 // Policy: the part of the configuration the planner decides with.

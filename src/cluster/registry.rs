@@ -18,7 +18,7 @@ use oci_client::{Reference, RegistryOperation};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::Credential;
+use crate::core::model::Credential;
 
 /// The most one registry's whole check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -82,7 +82,7 @@ pub fn targets(credentials: &[Credential]) -> Vec<Target> {
         for (server, entry) in auths {
             let text = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
             let (username, password) = match entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
-                Some(auth) => crate::kubelet::decode_auth(auth).unwrap_or_default(),
+                Some(auth) => crate::core::kubelet::decode_auth(auth).unwrap_or_default(),
                 None => (text("username"), text("password")),
             };
             out.push(Target {
@@ -449,7 +449,7 @@ mod tests {
         // base64("ci-bot:pw") unpadded: validation accepts it, and so does the kubelet.
         let json = r#"{"auths":{"r.test":{"auth":"Y2ktYm90OnB3"}}}"#;
         let unpadded = r#"{"auths":{"r.test":{"auth":"Y2ktYm90OnB3YQ"}}}"#;
-        assert!(crate::source::validate(unpadded.as_bytes(), "x").is_ok());
+        assert!(crate::sources::validate(unpadded.as_bytes(), "x").is_ok());
         let t = &targets(&[credential(json), credential(unpadded)]);
         assert_eq!((t[0].username.as_str(), t[0].password.as_str()), ("ci-bot", "pw"));
         assert_eq!((t[1].username.as_str(), t[1].password.as_str()), ("ci-bot", "pwa"));

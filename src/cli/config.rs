@@ -9,135 +9,15 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use crate::glob::Glob;
-pub use crate::model::{Adopt, DryRun, Heal, Policy};
-pub use crate::verify::Verify;
+pub use crate::cluster::registry::Verify;
+use crate::core::glob::Glob;
+pub use crate::core::model::{Adopt, DryRun, Heal, Policy};
+use crate::core::names::{check_label, check_object_name};
 
 pub const PREFIX: &str = "PULLSECRET_";
 pub const DEFAULT_SECRET_NAME: &str = "image-pull-secret";
 pub const DEFAULT_REGISTRY_SERVER: &str = "https://index.docker.io/v1/";
 pub const DEFAULT_EXCLUDES: &str = "kube-system,kube-public,kube-node-lease";
-
-/// Every variable we read, with its default and meaning, for `--help`. Which variables are known
-/// is derived from [`Raw`]'s fields; a unit test keeps this table and those fields equal.
-pub const VARIABLES: &[(&str, &str, &str)] = &[
-    (
-        "SOURCE_SECRETS",
-        "",
-        "comma list of Secrets in the source namespace: `name` or `source=target`",
-    ),
-    (
-        "SOURCE_NAMESPACE",
-        "in-cluster namespace, else kubeconfig namespace",
-        "where source Secrets (and the inventory) live",
-    ),
-    ("DOCKERCONFIGJSON", "", "inline docker config JSON"),
-    (
-        "DOCKERCONFIGJSON_FILE",
-        "",
-        "path to a docker config JSON file, read every run",
-    ),
-    (
-        "REGISTRY_SERVER",
-        DEFAULT_REGISTRY_SERVER,
-        "registry for the server/username/password mode",
-    ),
-    ("REGISTRY_USERNAME", "", "registry user name"),
-    ("REGISTRY_PASSWORD", "", "registry password"),
-    ("REGISTRY_EMAIL", "", "registry e-mail (optional)"),
-    (
-        "SECRET_NAME",
-        DEFAULT_SECRET_NAME,
-        "target Secret name for the inline/file/registry modes",
-    ),
-    ("NAMESPACES", "*", "names or globs of namespaces to include"),
-    (
-        "EXCLUDE_NAMESPACES",
-        DEFAULT_EXCLUDES,
-        "names or globs of namespaces to exclude",
-    ),
-    (
-        "NAMESPACE_SELECTOR",
-        "",
-        "label selector for namespaces, evaluated by the API server",
-    ),
-    (
-        "SERVICE_ACCOUNTS",
-        "default",
-        "names or globs of ServiceAccounts to patch; `*` = all; empty = none",
-    ),
-    (
-        "ADOPT",
-        "patcher",
-        "take over unlabelled same-name Secrets: patcher, all or none",
-    ),
-    (
-        "PRUNE",
-        "true",
-        "remove our Secrets and entries that are no longer wanted",
-    ),
-    (
-        "PRUNE_LIMIT",
-        "10",
-        "most namespaces one run may deselect (prune because no longer selected); 0 = no limit",
-    ),
-    (
-        "HEAL_PODS",
-        "off",
-        "evict: evict controller-owned Pods stuck on an image pull that were admitted before their ServiceAccount listed a managed name (PodDisruptionBudgets respected)",
-    ),
-    ("HEAL_LIMIT", "10", "most Pods one run may evict; 0 = no limit"),
-    (
-        "DRY_RUN",
-        "false",
-        "true: plan and report, write nothing (also --dry-run); server: send writes with dryRun=All",
-    ),
-    ("CONCURRENCY", "16", "writes in flight (1-256)"),
-    ("TIMEOUT_SECS", "300", "whole-run deadline in seconds"),
-    ("OUTPUT", "text", "summary on stdout: text or json"),
-    ("LOG_FORMAT", "text", "logs on stderr: text or json (RUST_LOG filters)"),
-    (
-        "EVENTS",
-        "true",
-        "Events for problems and for runs that changed something (none when nothing to do); false = none",
-    ),
-    (
-        "PUSHGATEWAY_URL",
-        "",
-        "push run metrics to this Prometheus Pushgateway (http:// or https://) at the end of a run",
-    ),
-    ("CLUSTER_NAME", "", "grouping label `cluster` for pushed metrics"),
-    (
-        "CREDENTIAL_PROVIDER_CONFIG",
-        "",
-        "source mode: a kubelet CredentialProviderConfig file (kubelet.config.k8s.io/v1)",
-    ),
-    (
-        "CREDENTIAL_PROVIDER_BIN_DIR",
-        "",
-        "folder of the credential-provider plugin binaries (with ..._CONFIG)",
-    ),
-    (
-        "CREDENTIAL_PROVIDER_IMAGES",
-        "",
-        "comma list of image references to get credentials for (with ..._CONFIG)",
-    ),
-    (
-        "CREDENTIAL_PROVIDER_SERVICE_ACCOUNT",
-        "pullsecret-reconciler",
-        "ServiceAccount (`name` in the source namespace, or `namespace/name`) whose token goes to providers with tokenAttributes",
-    ),
-    (
-        "VERIFY",
-        "off",
-        "warn/strict: log in to every source registry before writing; rejected stops the run, unreachable/tls warn (stop under strict)",
-    ),
-    (
-        "REGISTRY_CA_FILE",
-        "",
-        "extra CA bundle (PEM) trusted for registries (verify and explain)",
-    ),
-];
 
 /// Raw strings as envy reads them; everything is parsed by hand afterwards so that every error
 /// names its variable. Deliberately not `Debug`: it holds credentials.
@@ -281,6 +161,35 @@ impl Config {
     }
 }
 
+/// The process environment as UTF-8 pairs; a non-UTF-8 `PULLSECRET_*` value is an error rather
+/// than being silently dropped.
+pub fn process_environment() -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Ok(k) = k.into_string() else { continue };
+        match v.into_string() {
+            Ok(v) => out.push((k, v)),
+            Err(_) if k.starts_with(PREFIX) => bail!("{k}: value is not valid UTF-8"),
+            Err(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the summary was asked for as JSON, read on its own: a configuration that fails to
+/// validate still answers a script that asked for JSON with one object on stdout.
+pub fn wants_json(env: &[(String, String)]) -> bool {
+    env.iter().any(|(k, v)| k == "PULLSECRET_OUTPUT" && v.trim() == "json")
+}
+
+/// The one setting `explain` takes from the environment: the registries' extra CA bundle.
+pub fn registry_ca_file(env: &[(String, String)]) -> Option<String> {
+    env.iter()
+        .find(|(k, _)| k == "PULLSECRET_REGISTRY_CA_FILE")
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// The variables [`Raw`] reads, derived from its fields (so a field cannot go unread or a
 /// variable be accepted without a field).
 pub fn known_variables() -> BTreeSet<String> {
@@ -417,7 +326,7 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
             .context("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES is required with PULLSECRET_CREDENTIAL_PROVIDER_CONFIG")?;
         let mut images: Vec<String> = Vec::new();
         for image in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if crate::kubelet::parse(image).is_none() || image.starts_with('/') {
+            if crate::core::kubelet::parse(image).is_none() || image.starts_with('/') {
                 bail!("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: {image:?} is not an image reference");
             }
             if !images.iter().any(|i| i == image) {
@@ -645,33 +554,10 @@ fn parse_format(var: &str, value: Option<String>) -> Result<Format> {
     }
 }
 
-/// RFC 1123 subdomain, as the API server requires for Secret names.
-pub fn check_object_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 253 {
-        bail!("must be 1-253 characters");
-    }
-    for part in name.split('.') {
-        check_label(part)?;
-    }
-    Ok(())
-}
-
-/// RFC 1123 label, as the API server requires for namespace names.
-pub fn check_label(name: &str) -> Result<()> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ok_ends = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
-    if name.is_empty() || name.len() > 63 || !ok_chars || !ok_ends {
-        bail!("must be lower-case letters, digits and '-', start and end alphanumeric, at most 63 characters");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::help::VARIABLES;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -8,10 +8,10 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::time::{Instant, timeout_at};
 
-use crate::config::Source;
-use crate::model::Severity;
-use crate::report::{Summary, problem};
-use crate::{FIELD_MANAGER, INVENTORY_NAME};
+use crate::cli::config::Source;
+use crate::core::model::Severity;
+use crate::core::summary::{Summary, problem};
+use crate::core::{FIELD_MANAGER, INVENTORY_NAME};
 
 /// The most Events one run writes; the last of them says how many were left out.
 pub const MAX_EVENTS: usize = 100;
@@ -228,7 +228,7 @@ async fn emit(client: &Client, specs: &[EventSpec], deadline: Instant) -> usize 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Problem;
+    use crate::core::summary::Problem;
 
     fn anchor() -> Anchor {
         Anchor {

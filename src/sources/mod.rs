@@ -1,6 +1,8 @@
 //! Stage 2, credentials: load the configured source (thin I/O: one GET per source Secret, or a
 //! file read) and validate it (pure). Nothing here ever formats a credential into a message.
 
+pub mod provider;
+
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -11,9 +13,9 @@ use kube::Api;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{Config, Source};
-pub use crate::model::Credential;
-use crate::{DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE};
+use crate::cli::config::{Config, Source};
+pub use crate::core::model::Credential;
+use crate::core::{DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE};
 const DOCKERCFG_TYPE: &str = "kubernetes.io/dockercfg";
 const DOCKERCFG_KEY: &str = ".dockercfg";
 
@@ -22,7 +24,7 @@ const DOCKERCFG_KEY: &str = ".dockercfg";
 pub struct Loaded {
     pub credentials: Vec<Credential>,
     /// Per registry, from credential-provider plugins (empty for the other modes).
-    pub expiries: Vec<crate::provider::Expiry>,
+    pub expiries: Vec<crate::sources::provider::Expiry>,
 }
 
 /// Reads and validates every configured source. Any failure means the run must write nothing.
@@ -40,13 +42,13 @@ pub async fn load(
         target,
     } = &config.source
     {
-        let settings = crate::provider::CredentialProviderSource {
+        let settings = crate::sources::provider::CredentialProviderSource {
             config: path,
             bin_dir,
             images,
             service_account: (service_account.0.as_deref(), &service_account.1),
         };
-        let (data, expiries) = crate::provider::load(client, source_namespace, &settings, deadline).await?;
+        let (data, expiries) = crate::sources::provider::load(client, source_namespace, &settings, deadline).await?;
         let credential = Credential {
             target: target.clone(),
             origin: format!("credential-provider:{path}"),
@@ -166,10 +168,10 @@ fn check_entry(entry: &Value) -> std::result::Result<(), &'static str> {
     // As the kubelet: a non-empty `auth` wins over username/password, and must decode its way.
     if let Some(auth) = entry.get("auth").filter(|a| a.as_str() != Some("")) {
         let auth = auth.as_str().ok_or("\"auth\" is not a string")?;
-        if crate::kubelet::decode_auth_bytes(auth).is_none() {
+        if crate::core::kubelet::decode_auth_bytes(auth).is_none() {
             return Err("\"auth\" is not valid base64 as the kubelet decodes it (padded, or unpadded without '=')");
         }
-        match crate::kubelet::decode_auth(auth) {
+        match crate::core::kubelet::decode_auth(auth) {
             Some((user, _)) if !user.is_empty() => Ok(()),
             Some(_) => Err("\"auth\" decodes to an empty user name"),
             None => Err("\"auth\" does not decode to user:password"),

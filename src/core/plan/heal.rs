@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::{Assembly, World, key};
-use crate::model::{Action, Finding, Heal, Kind, Op, Plan, Severity, StuckPod};
+use crate::core::model::{Action, Finding, Heal, Kind, Op, Plan, Severity, StuckPod};
 
 /// A ServiceAccount's list once this run's edits are done, and the position of its patch (if any).
 type FinalList = (Vec<String>, Option<usize>);

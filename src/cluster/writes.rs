@@ -8,9 +8,9 @@ use kube::api::{DeleteParams, EvictParams, Patch, PatchParams, PostParams, Preco
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Cluster};
-use crate::model::{Credential, Failure, Inventory, ServiceAccountState};
-use crate::{
+use crate::apply::{ApiError, ApiResult, Cluster};
+use crate::core::model::{Credential, Failure, Inventory, ServiceAccountState};
+use crate::core::{
     DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE, FIELD_MANAGER, INVENTORY_KEY, INVENTORY_NAME, MANAGED_BY_LABEL,
     RECORD_ANNOTATION, SOURCE_ANNOTATION, reduce,
 };

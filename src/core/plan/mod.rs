@@ -8,9 +8,9 @@ mod prune;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::DOCKERCONFIGJSON_TYPE;
-use crate::glob::any_matches;
-use crate::model::{
+use crate::core::DOCKERCONFIGJSON_TYPE;
+use crate::core::glob::any_matches;
+use crate::core::model::{
     Action, Adopt, Credential, Edit, Finding, Kind, Observed, Op, Plan, Policy, SecretState, ServiceAccountState,
     Severity, edit_inventory, managed_names,
 };
@@ -123,7 +123,7 @@ fn inventory_action(w: &World, add: Vec<String>, remove: Vec<String>) -> Action 
     Action {
         kind: Kind::ConfigMap,
         namespace: String::new(),
-        name: crate::INVENTORY_NAME.to_owned(),
+        name: crate::core::INVENTORY_NAME.to_owned(),
         op: Op::EditInventory {
             resource_version: w.observed.inventory.resource_version.clone(),
             add,

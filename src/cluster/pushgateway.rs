@@ -20,8 +20,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::config::Pushgateway;
-use crate::report::Summary;
+use crate::cli::config::Pushgateway;
+use crate::core::summary::Summary;
 
 /// The Pushgateway `job` grouping label.
 pub const JOB: &str = "pullsecret-reconciler";
@@ -258,10 +258,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DryRun;
+    use crate::core::model::DryRun;
 
     fn converged() -> Summary {
-        let mut s = Summary::from_run(&crate::model::Plan::default(), &[], DryRun::Off);
+        let mut s = Summary::from_run(&crate::core::model::Plan::default(), &[], DryRun::Off);
         s.namespaces.seen = 12;
         s.namespaces.selected = 9;
         s.secrets.created = 3;

@@ -12,13 +12,13 @@ use kube::api::{ListParams, ObjectList};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 
-use crate::INVENTORY_NAME;
-use crate::glob::Glob;
-use crate::model::{
+use crate::core::INVENTORY_NAME;
+use crate::core::glob::Glob;
+use crate::core::model::{
     Heal, Inventory, Listed, NamespaceState, Observed, PodState, Pods, Policy, SecretState, ServiceAccountState,
     StuckPod, managed_names,
 };
-use crate::reduce;
+use crate::core::reduce;
 
 /// Objects per list page.
 pub const PAGE_SIZE: u32 = 500;

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 
-use crate::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState, StuckPod};
-use crate::{
+use crate::core::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState, StuckPod};
+use crate::core::{
     CONFLICT_ANNOTATION, DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INVENTORY_KEY, MANAGED_BY_LABEL,
     PATCHER, PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION, SOURCE_ANNOTATION,
 };

@@ -1,7 +1,7 @@
 //! Report: outcomes in, counts, problems, actions and text out.
 
 use super::*;
-use crate::model::{Action, Edit, Finding, NamespaceCounts};
+use crate::core::model::{Action, Edit, Finding, NamespaceCounts};
 
 fn action(kind: Kind, ns: &str, name: &str, op: Op) -> Action {
     Action {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Assembly, SaEdit, World, inventory_action, key};
-use crate::model::{Action, Finding, Kind, Listed, Op, Plan, Pods, SecretState, Severity};
+use crate::core::model::{Action, Finding, Kind, Listed, Op, Plan, Pods, SecretState, Severity};
 
 /// How many objects a "kept" message names before it gives a count.
 const NAMED_IN_MESSAGE: usize = 3;
