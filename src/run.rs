@@ -27,9 +27,12 @@ pub async fn run(
     let deadline = started + config.timeout;
 
     let passed = |what: &str| anyhow!("the run deadline ({}s) passed while {what}", config.timeout.as_secs());
-    let loaded = timeout_at(deadline, sources::load(config, client, source_namespace, deadline))
-        .await
-        .map_err(|_| passed("reading the source"))??;
+    let loaded = timeout_at(
+        deadline,
+        sources::load(&config.source, client, source_namespace, deadline),
+    )
+    .await
+    .map_err(|_| passed("reading the source"))??;
 
     // Registry truth: a credential a registry rejects is never copied anywhere.
     let mut registries = Vec::new();
@@ -163,7 +166,7 @@ pub async fn push_metrics(config: &Config, summary: &mut Summary) {
     if summary.dry_run {
         return;
     }
-    match pushgateway::push(target, pushgateway::encode(summary, unix_now().as_secs_f64())).await {
+    match pushgateway::push(target, crate::core::metrics::encode(summary, unix_now().as_secs_f64())).await {
         Ok(()) => tracing::info!(url = %pushgateway::push_url(target), "pushed run metrics"),
         Err(message) => {
             tracing::warn!(error = %message, "pushing run metrics failed");

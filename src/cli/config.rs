@@ -2,17 +2,18 @@
 //! No I/O: callers hand in the environment as name/value pairs.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-pub use crate::cluster::registry::Verify;
+pub use crate::cluster::pushgateway::Pushgateway;
 use crate::core::glob::Glob;
 pub use crate::core::model::{Adopt, DryRun, Heal, Policy};
 use crate::core::names::{check_label, check_object_name};
+pub use crate::core::registry::Verify;
+pub use crate::sources::{Mapping, Sensitive, Source};
 
 pub const PREFIX: &str = "PULLSECRET_";
 pub const DEFAULT_SECRET_NAME: &str = "image-pull-secret";
@@ -58,53 +59,6 @@ struct Raw {
     credential_provider_service_account: Option<String>,
 }
 
-/// A string that must never reach a log line or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Sensitive(pub String);
-
-impl fmt::Debug for Sensitive {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// One source Secret copied into every namespace as `target`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    pub source: String,
-    pub target: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Secrets(Vec<Mapping>),
-    Inline {
-        json: Sensitive,
-        target: String,
-    },
-    File {
-        path: String,
-        target: String,
-    },
-    Registry {
-        server: String,
-        username: String,
-        password: Sensitive,
-        email: Option<String>,
-        target: String,
-    },
-    /// kubelet credential-provider plugins (`PULLSECRET_CREDENTIAL_PROVIDER_*`).
-    CredentialProvider {
-        config: String,
-        bin_dir: String,
-        images: Vec<String>,
-        /// Whose token a provider with `tokenAttributes` gets: (namespace or None for the source
-        /// namespace, name).
-        service_account: (Option<String>, String),
-        target: String,
-    },
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Text,
@@ -131,15 +85,6 @@ pub struct Config {
     pub verify: Verify,
     /// Extra CA bundle (PEM path) for registries.
     pub registry_ca_file: Option<String>,
-}
-
-/// Where and under which grouping key run metrics are pushed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pushgateway {
-    /// `scheme://host[:port][/path]`, without a trailing slash.
-    pub url: String,
-    /// The `cluster` grouping label (PULLSECRET_CLUSTER_NAME).
-    pub cluster: Option<String>,
 }
 
 impl Config {

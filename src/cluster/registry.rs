@@ -6,7 +6,7 @@
 //! credential was presented), `unreachable` (DNS, connect, timeout, not a registry) or `tls`
 //! (certificate problem).
 //!
-//! [`targets`] and [`endpoint`] are pure; [`check`] does the HTTP. No credential reaches a
+//! What is pure (targets, endpoints, the stop rule) is in `core::registry`; here is the HTTP. No credential reaches a
 //! message or a log line.
 
 use std::time::{Duration, Instant};
@@ -15,144 +15,12 @@ use anyhow::{Context, Result, anyhow};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
-use serde::Serialize;
-use serde_json::Value;
 
-use crate::core::model::Credential;
+pub use crate::core::registry::{DOCKER_HUB, RegistryCheck, Target, Verify, endpoint, stop_reason, targets};
 
 /// The most one registry's whole check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Docker Hub's registry API host, for every alias of Docker Hub in an `auths` key.
-pub const DOCKER_HUB: &str = "index.docker.io";
-
-/// `PULLSECRET_VERIFY`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verify {
-    Off,
-    Warn,
-    Strict,
-}
-
-/// One registry's verdict, as the summary's `registries` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RegistryCheck {
-    /// The `auths` key.
-    pub server: String,
-    /// The credential's origin (source Secret, variable, file, provider).
-    pub source: String,
-    /// `ok`, `rejected`, `unreachable` or `tls`.
-    pub result: &'static str,
-    /// The last HTTP status seen, if any.
-    pub status: Option<u16>,
-    pub latency_ms: u64,
-    /// One line for people (never a credential).
-    pub message: String,
-}
-
-/// A registry login to try: never printed with its password.
-#[derive(Clone)]
-pub struct Target {
-    pub server: String,
-    pub source: String,
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("server", &self.server)
-            .field("source", &self.source)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Every (registry, credential) of every source, in order. Sources were validated before, so
-/// every entry has `auth` or `username`+`password`.
-pub fn targets(credentials: &[Credential]) -> Vec<Target> {
-    let mut out = Vec::new();
-    for c in credentials {
-        let Ok(doc) = serde_json::from_slice::<Value>(&c.data) else {
-            continue;
-        };
-        let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
-            continue;
-        };
-        for (server, entry) in auths {
-            let text = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-            let (username, password) = match entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
-                Some(auth) => crate::core::kubelet::decode_auth(auth).unwrap_or_default(),
-                None => (text("username"), text("password")),
-            };
-            out.push(Target {
-                server: server.clone(),
-                source: c.origin.clone(),
-                username,
-                password,
-            });
-        }
-    }
-    out
-}
-
-/// Where an `auths` key points: (host[:port], a repository to ask pull scope for). Schemes and
-/// Docker's `/v1/`/`/v2/` suffixes go; a further path is kept as the repository; every Docker Hub
-/// alias becomes [`DOCKER_HUB`]. `None` for a wildcard key, which names no single host.
-pub fn endpoint(server: &str) -> Option<(String, String)> {
-    let s = server.trim();
-    let s = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-        .unwrap_or(s);
-    let (host, path) = s.split_once('/').unwrap_or((s, ""));
-    if host.is_empty() || host.contains('*') {
-        return None;
-    }
-    let path = path.trim_matches('/');
-    let path = match path {
-        "v1" | "v2" => "",
-        p => p.strip_prefix("v2/").unwrap_or(p),
-    };
-    let hub = matches!(
-        host,
-        "docker.io" | "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com"
-    );
-    let host = if hub {
-        DOCKER_HUB.to_owned()
-    } else {
-        host.to_ascii_lowercase()
-    };
-    let repository = match (path.is_empty(), hub) {
-        (false, _) => path.to_owned(),
-        (true, true) => "library/hello-world".to_owned(),
-        (true, false) => "pullsecret-reconciler/verify".to_owned(),
-    };
-    Some((host, repository))
-}
-
-/// Whether the checks stop the run (exit 2, nothing written): any `rejected` always; an
-/// `unreachable` or `tls` only under `strict`. The reason names each registry and source.
-pub fn stop_reason(mode: Verify, checks: &[RegistryCheck]) -> Option<String> {
-    let stopping: Vec<String> = checks
-        .iter()
-        .filter(|c| c.result == "rejected" || (mode == Verify::Strict && c.result != "ok"))
-        .map(|c| format!("registry {} ({}) is {}: {}", c.server, c.source, c.result, c.message))
-        .collect();
-    if stopping.is_empty() {
-        return None;
-    }
-    let why = if mode == Verify::Strict {
-        " (PULLSECRET_VERIFY=strict)"
-    } else {
-        ""
-    };
-    Some(format!(
-        "registry verification failed{why}, nothing was written: {}",
-        stopping.join("; ")
-    ))
-}
-
 /// HTTP clients for the checks, trusting the system roots plus `ca_file` (PEM), if given, and
 /// the results of `explain`'s checks so far: one login per (registry, repository, credential)
 /// and one manifest check per (reference, credential), however many Pods ask (kept in memory
@@ -429,95 +297,4 @@ fn classify(host: &str, e: &reqwest::Error) -> Verdict {
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().chars().take(300).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn credential(json: &str) -> Credential {
-        Credential {
-            target: "t".into(),
-            origin: "secret:ns/regcred".into(),
-            source_secret: None,
-            data: json.as_bytes().to_vec(),
-        }
-    }
-
-    #[test]
-    fn an_unpadded_auth_logs_in_with_its_user_as_the_kubelet_would() {
-        // base64("ci-bot:pw") unpadded: validation accepts it, and so does the kubelet.
-        let json = r#"{"auths":{"r.test":{"auth":"Y2ktYm90OnB3"}}}"#;
-        let unpadded = r#"{"auths":{"r.test":{"auth":"Y2ktYm90OnB3YQ"}}}"#;
-        assert!(crate::sources::validate(unpadded.as_bytes(), "x").is_ok());
-        let t = &targets(&[credential(json), credential(unpadded)]);
-        assert_eq!((t[0].username.as_str(), t[0].password.as_str()), ("ci-bot", "pw"));
-        assert_eq!((t[1].username.as_str(), t[1].password.as_str()), ("ci-bot", "pwa"));
-    }
-
-    #[test]
-    fn every_auths_entry_is_a_target_with_its_credential() {
-        let c = credential(
-            r#"{"auths":{"ghcr.io":{"auth":"dXNlcjpwYXNzOndpdGg6Y29sb25z"},"https://index.docker.io/v1/":{"username":"hub","password":"fake"}}}"#,
-        );
-        let t = targets(&[c]);
-        assert_eq!(t.len(), 2);
-        assert_eq!(
-            (t[0].server.as_str(), t[0].username.as_str(), t[0].password.as_str()),
-            ("ghcr.io", "user", "pass:with:colons")
-        );
-        assert_eq!((t[1].username.as_str(), t[1].password.as_str()), ("hub", "fake"));
-        assert_eq!(t[1].source, "secret:ns/regcred");
-        assert!(!format!("{t:?}").contains("fake"), "Debug never shows a password");
-    }
-
-    #[test]
-    fn rejected_always_stops_unreachable_only_under_strict() {
-        let check = |server: &str, result: &'static str| RegistryCheck {
-            server: server.into(),
-            source: "secret:ns/regcred".into(),
-            result,
-            status: None,
-            latency_ms: 1,
-            message: "m".into(),
-        };
-        let ok = [check("a.io", "ok")];
-        assert_eq!(stop_reason(Verify::Strict, &ok), None);
-        let down = [check("a.io", "ok"), check("b.io", "unreachable"), check("c.io", "tls")];
-        assert_eq!(stop_reason(Verify::Warn, &down), None);
-        let strict = stop_reason(Verify::Strict, &down).unwrap();
-        assert!(
-            strict.contains("b.io (secret:ns/regcred) is unreachable") && strict.contains("c.io"),
-            "{strict}"
-        );
-        let rejected = stop_reason(Verify::Warn, &[check("a.io", "rejected")]).unwrap();
-        assert!(
-            rejected.starts_with("registry verification failed, nothing was written: registry a.io"),
-            "{rejected}"
-        );
-    }
-
-    #[test]
-    fn auths_keys_become_endpoints() {
-        let e = |s: &str| endpoint(s);
-        assert_eq!(
-            e("https://index.docker.io/v1/"),
-            Some((DOCKER_HUB.into(), "library/hello-world".into()))
-        );
-        assert_eq!(e("docker.io"), Some((DOCKER_HUB.into(), "library/hello-world".into())));
-        assert_eq!(
-            e("registry-1.docker.io"),
-            Some((DOCKER_HUB.into(), "library/hello-world".into()))
-        );
-        assert_eq!(e("ghcr.io/acme"), Some(("ghcr.io".into(), "acme".into())));
-        assert_eq!(
-            e("Registry.Local:5000"),
-            Some(("registry.local:5000".into(), "pullsecret-reconciler/verify".into()))
-        );
-        assert_eq!(
-            e("https://registry.local:5000/v2/"),
-            Some(("registry.local:5000".into(), "pullsecret-reconciler/verify".into()))
-        );
-        assert_eq!(e("*.dkr.ecr.eu-west-1.amazonaws.com"), None);
-    }
 }

@@ -4,10 +4,12 @@
 
 pub mod glob;
 pub mod kubelet;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod plan;
 pub mod reduce;
+pub mod registry;
 pub mod summary;
 
 /// Field manager of every write, and the value of our managed-by label. Never change it:

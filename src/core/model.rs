@@ -567,6 +567,16 @@ pub struct ApiRequests {
     pub bytes_read: u64,
 }
 
+/// When one registry's credential stops working.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Expiry {
+    /// The `auths` key (registry pattern).
+    pub server: String,
+    pub provider: String,
+    /// Seconds since the Unix epoch; `None` when the plugin gave no lifetime.
+    pub expires_at: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

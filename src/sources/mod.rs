@@ -13,23 +13,71 @@ use kube::Api;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::config::{Config, Source};
+use std::fmt;
+
 pub use crate::core::model::Credential;
 use crate::core::{DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE};
 const DOCKERCFG_TYPE: &str = "kubernetes.io/dockercfg";
 const DOCKERCFG_KEY: &str = ".dockercfg";
+
+/// A string that must never reach a log line or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive(pub String);
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One source Secret copied into every namespace as `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Secrets(Vec<Mapping>),
+    Inline {
+        json: Sensitive,
+        target: String,
+    },
+    File {
+        path: String,
+        target: String,
+    },
+    Registry {
+        server: String,
+        username: String,
+        password: Sensitive,
+        email: Option<String>,
+        target: String,
+    },
+    /// kubelet credential-provider plugins (`PULLSECRET_CREDENTIAL_PROVIDER_*`).
+    CredentialProvider {
+        config: String,
+        bin_dir: String,
+        images: Vec<String>,
+        /// Whose token a provider with `tokenAttributes` gets: (namespace or None for the source
+        /// namespace, name).
+        service_account: (Option<String>, String),
+        target: String,
+    },
+}
 
 /// What the source stage hands on: the credentials, and when short-lived ones expire.
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub credentials: Vec<Credential>,
     /// Per registry, from credential-provider plugins (empty for the other modes).
-    pub expiries: Vec<crate::sources::provider::Expiry>,
+    pub expiries: Vec<crate::core::model::Expiry>,
 }
 
 /// Reads and validates every configured source. Any failure means the run must write nothing.
 pub async fn load(
-    config: &Config,
+    source: &Source,
     client: &kube::Client,
     source_namespace: &str,
     deadline: tokio::time::Instant,
@@ -40,7 +88,7 @@ pub async fn load(
         images,
         service_account,
         target,
-    } = &config.source
+    } = source
     {
         let settings = crate::sources::provider::CredentialProviderSource {
             config: path,
@@ -61,15 +109,15 @@ pub async fn load(
         });
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), source_namespace);
-    let credentials = load_static(config, &secrets, source_namespace).await?;
+    let credentials = load_static(source, &secrets, source_namespace).await?;
     Ok(Loaded {
         credentials,
         expiries: Vec::new(),
     })
 }
 
-async fn load_static(config: &Config, secrets: &Api<Secret>, source_namespace: &str) -> Result<Vec<Credential>> {
-    match &config.source {
+async fn load_static(source: &Source, secrets: &Api<Secret>, source_namespace: &str) -> Result<Vec<Credential>> {
+    match source {
         Source::CredentialProvider { .. } => Ok(Vec::new()),
         Source::Secrets(mappings) => {
             let mut out = Vec::with_capacity(mappings.len());

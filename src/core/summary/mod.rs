@@ -39,7 +39,7 @@ pub struct Summary {
     pub credential_expiry: Vec<ExpiryReport>,
     /// With PULLSECRET_VERIFY: each source registry's login check.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub registries: Vec<crate::cluster::registry::RegistryCheck>,
+    pub registries: Vec<crate::core::registry::RegistryCheck>,
 }
 
 /// One registry's credential lifetime, from the plugin's `cacheDuration`.
@@ -305,7 +305,7 @@ impl Summary {
 
     /// Adds the credentials' lifetimes (seconds since the epoch) as of `now`, with a warning for
     /// each that expires within [`EXPIRY_WARNING`].
-    pub fn add_expiries(&mut self, expiries: &[crate::sources::provider::Expiry], now: u64) {
+    pub fn add_expiries(&mut self, expiries: &[crate::core::model::Expiry], now: u64) {
         for e in expiries {
             let left = e.expires_at.map(|at| at.saturating_sub(now));
             let expires_at = e.expires_at.and_then(|at| {
@@ -339,7 +339,7 @@ impl Summary {
 
     /// Adds the registry checks of a run that went on; those not `ok` (possible only under
     /// `warn`) are warnings.
-    pub fn add_registries(&mut self, checks: Vec<crate::cluster::registry::RegistryCheck>) {
+    pub fn add_registries(&mut self, checks: Vec<crate::core::registry::RegistryCheck>) {
         for c in checks.iter().filter(|c| c.result != "ok") {
             let reason = if c.result == "tls" {
                 "RegistryTLS"

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::core::kubelet;
+pub use crate::core::model::Expiry;
 
 /// The config's own API versions the kubelet decodes.
 const CONFIG_API_VERSIONS: &[&str] = &[
@@ -368,16 +369,6 @@ pub fn parse_answer(provider: &Provider, image: &str, stdout: &[u8]) -> Result<A
         );
     }
     Ok(Answer { auth, lifetime })
-}
-
-/// When one registry's credential stops working.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Expiry {
-    /// The `auths` key (registry pattern).
-    pub server: String,
-    pub provider: String,
-    /// Seconds since the Unix epoch; `None` when the plugin gave no lifetime.
-    pub expires_at: Option<u64>,
 }
 
 /// Merges answers (in image order, then config order) into one docker config JSON. The first
