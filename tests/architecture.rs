@@ -7,6 +7,8 @@
 //!
 //! `docs/development/architecture.md` explains the layers.
 
+#![allow(clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 const LAYERS: &[&str] = &["core", "sources", "apply", "cluster", "cli", "explain", "run"];
