@@ -32,7 +32,9 @@ pub struct Clients {
     manifests: Memo<ManifestResult>,
 }
 
-type ManifestResult = Result<String, (&'static str, String)>;
+/// A manifest check: `Ok(digest)`, or `Err((result, message))` with result `missing`, `rejected`,
+/// `unreachable` or `tls`.
+pub type ManifestResult = Result<String, (&'static str, String)>;
 type Memo<T> = std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::OnceCell<T>>>>;
 
 fn shared<T>(memo: &Memo<T>, key: String) -> std::sync::Arc<tokio::sync::OnceCell<T>> {

@@ -394,6 +394,17 @@ pub fn parse_image_name(image: &str) -> Option<ImageName> {
     })
 }
 
+impl ImageName {
+    /// The registry API host (Docker Hub's is index.docker.io).
+    pub fn api_host(&self) -> String {
+        if self.domain == "docker.io" {
+            crate::core::registry::DOCKER_HUB.to_owned()
+        } else {
+            self.domain.clone()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
