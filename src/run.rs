@@ -1,6 +1,8 @@
 //! One run, stage after stage: source -> verify -> Lease -> observe -> plan -> apply -> report ->
 //! Events; and the metrics push after it.
 
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
@@ -8,7 +10,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::cli::config::Config;
 use crate::cluster::{client, events, lease, pushgateway, reads, registry, writes};
-use crate::core::model::{self, DryRun};
+use crate::core::model::{self, Credential, DryRun, Observed, Plan, Policy};
 use crate::core::plan;
 use crate::core::summary::{self, Summary};
 use crate::{apply, sources};
@@ -83,6 +85,64 @@ pub async fn run(
     Ok(summary)
 }
 
+/// What a run reads from the cluster, in the two passes the planner needs. The real one is
+/// [`reads::Reader`]; the seam lets the passes be tested without a cluster.
+pub trait Observe: Sync {
+    /// Everything the planner needs but references (Pods, workload templates, every
+    /// ServiceAccount).
+    fn observe(
+        &self,
+        policy: &Policy,
+        targets: &[String],
+        source_namespace: &str,
+    ) -> impl Future<Output = Result<Observed>> + Send;
+    /// References to `names` in `namespaces`; a failure is recorded in `observed` (the plan
+    /// then refuses its deletes), never an error of the run.
+    fn references(
+        &self,
+        observed: &mut Observed,
+        namespaces: &BTreeSet<String>,
+        names: &[String],
+    ) -> impl Future<Output = ()> + Send;
+}
+
+impl Observe for reads::Reader {
+    async fn observe(&self, policy: &Policy, targets: &[String], source_namespace: &str) -> Result<Observed> {
+        reads::Reader::observe(self, policy, targets, source_namespace).await
+    }
+
+    async fn references(&self, observed: &mut Observed, namespaces: &BTreeSet<String>, names: &[String]) {
+        reads::Reader::references(self, observed, namespaces, names).await;
+    }
+}
+
+/// The plan and what it was made from. References — ServiceAccounts, Pods and workload templates
+/// — are read only when the first plan would delete, and only where it would: they decide
+/// whether it may, in a second plan.
+pub async fn read_and_plan(
+    reader: &impl Observe,
+    policy: &Policy,
+    credentials: &[Credential],
+    source_namespace: &str,
+) -> Result<(Plan, Observed)> {
+    let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
+    let mut observed = reader.observe(policy, &targets, source_namespace).await?;
+    let mut plan = plan::plan(policy, credentials, &observed);
+    if plan.needs_references {
+        let names = model::managed_names(&targets, &observed.inventory.names);
+        let namespaces = plan.reference_namespaces();
+        reader.references(&mut observed, &namespaces, &names).await;
+        plan = plan::plan(policy, credentials, &observed);
+    }
+    tracing::info!(
+        namespaces = observed.namespaces.len(),
+        secrets = observed.secrets.len(),
+        service_accounts = observed.service_accounts.len(),
+        "observed"
+    );
+    Ok((plan, observed))
+}
+
 /// Observe, plan, apply, report and notify, under the Lease.
 async fn reconcile(
     config: &Config,
@@ -96,23 +156,7 @@ async fn reconcile(
     let reader = reads::Reader::new(client.clone());
     let read = async {
         let credentials = loaded.credentials;
-        let targets: Vec<String> = credentials.iter().map(|c| c.target.clone()).collect();
-        let mut observed = reader.observe(&config.policy, &targets, source_namespace).await?;
-        let mut plan = plan::plan(&config.policy, &credentials, &observed);
-        // References — ServiceAccounts, Pods and workload templates — are read only when the plan
-        // would delete, only where it would: they decide whether it may.
-        if plan.needs_references {
-            let names = model::managed_names(&targets, &observed.inventory.names);
-            let namespaces = plan.reference_namespaces();
-            reader.references(&mut observed, &namespaces, &names).await;
-            plan = plan::plan(&config.policy, &credentials, &observed);
-        }
-        tracing::info!(
-            namespaces = observed.namespaces.len(),
-            secrets = observed.secrets.len(),
-            service_accounts = observed.service_accounts.len(),
-            "observed"
-        );
+        let (plan, observed) = read_and_plan(&reader, &config.policy, &credentials, source_namespace).await?;
         anyhow::Ok((credentials, loaded.expiries, plan, observed.service_accounts_listed))
     };
     let (credentials, expiries, mut plan, listed) = timeout_at(deadline, read).await.map_err(|_| {
@@ -187,4 +231,177 @@ fn unix_now() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::core::glob::Glob;
+    use crate::core::model::{
+        Inventory, Kind, Listed, NamespaceState, Op, PodState, Pods, SecretState, ServiceAccountState,
+    };
+
+    /// A rename `old` -> `new` in namespaces a and b; a Pod in b still names `old`.
+    struct Renamed {
+        /// The references the run asked for: (namespaces, names).
+        asked: Mutex<Vec<(BTreeSet<String>, Vec<String>)>>,
+        /// `Err`: the reference read fails (as a timeout or a 500 would).
+        pods: Result<Vec<PodState>, String>,
+    }
+
+    fn old_copy(namespace: &str) -> SecretState {
+        SecretState {
+            namespace: namespace.into(),
+            name: "old".into(),
+            resource_version: "1".into(),
+            uid: format!("uid-{namespace}"),
+            type_: crate::core::DOCKERCONFIGJSON_TYPE.into(),
+            ours: true,
+            patcher: false,
+            conflict_accepted: false,
+            source_annotation: Some("secret:home/src".into()),
+            data: Some(b"D".to_vec()),
+            managers: vec![],
+        }
+    }
+
+    impl Observe for Renamed {
+        async fn observe(&self, _: &Policy, _: &[String], _: &str) -> Result<Observed> {
+            let ns = |name: &str| NamespaceState {
+                name: name.into(),
+                terminating: false,
+                opted_out: false,
+            };
+            let sa = |namespace: &str| ServiceAccountState {
+                namespace: namespace.into(),
+                name: "default".into(),
+                resource_version: "1".into(),
+                pull_secrets: vec!["old".into()],
+                recorded: vec!["old".into()],
+                list_appliers: vec![],
+            };
+            Ok(Observed {
+                namespaces: vec![ns("a"), ns("b"), ns("c")],
+                secrets: vec![old_copy("a"), old_copy("b")],
+                service_accounts: vec![sa("a"), sa("b"), sa("c")],
+                inventory: Inventory {
+                    names: vec!["old".into()],
+                    resource_version: Some("1".into()),
+                },
+                service_accounts_listed: Listed::Named,
+                ..Observed::default()
+            })
+        }
+
+        async fn references(&self, observed: &mut Observed, namespaces: &BTreeSet<String>, names: &[String]) {
+            self.asked.lock().unwrap().push((namespaces.clone(), names.to_vec()));
+            observed.service_accounts_listed = Listed::All;
+            observed.pods = match &self.pods {
+                Ok(pods) => Pods::Read(pods.clone()),
+                Err(e) => Pods::Unreadable(e.clone()),
+            };
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            include: vec![Glob::new("*").unwrap()],
+            exclude: vec![],
+            namespace_selector: None,
+            service_accounts: vec![Glob::new("default").unwrap()],
+            adopt: model::Adopt::Patcher,
+            prune: true,
+            prune_limit: 10,
+            heal: model::Heal::Off,
+            heal_limit: 10,
+        }
+    }
+
+    fn new_credential() -> Vec<Credential> {
+        vec![Credential {
+            target: "new".into(),
+            origin: "secret:home/src".into(),
+            source_secret: Some(("home".into(), "src".into())),
+            data: b"D".to_vec(),
+        }]
+    }
+
+    fn ops(plan: &Plan, name: &str) -> Vec<(String, &'static str)> {
+        let label = |op: &Op| match op {
+            Op::DeleteSecret { .. } => "delete",
+            Op::Kept { .. } => "kept",
+            Op::Refused { .. } => "refused",
+            Op::CreateSecret { .. } => "create",
+            _ => "other",
+        };
+        plan.actions
+            .iter()
+            .filter(|a| a.kind == Kind::Secret && a.name == name)
+            .map(|a| (a.namespace.clone(), label(&a.op)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_would_delete_reads_references_where_it_would_and_plans_again() {
+        let reader = Renamed {
+            asked: Mutex::default(),
+            pods: Ok(vec![PodState {
+                kind: "Pod",
+                namespace: "b".into(),
+                name: "web-0".into(),
+                pull_secrets: vec!["old".into()],
+            }]),
+        };
+        let (plan, observed) = read_and_plan(&reader, &policy(), &new_credential(), "home")
+            .await
+            .unwrap();
+        let asked = reader.asked.lock().unwrap().clone();
+        let where_: BTreeSet<String> = ["a".to_owned(), "b".to_owned()].into();
+        assert_eq!(
+            asked,
+            [(where_, vec!["new".to_owned(), "old".to_owned()])],
+            "once, only where a copy would go"
+        );
+        assert_eq!(observed.service_accounts_listed, Listed::All);
+        assert!(!plan.needs_references);
+        assert_eq!(
+            ops(&plan, "old"),
+            [("a".to_owned(), "delete"), ("b".to_owned(), "kept")]
+        );
+        assert_eq!(
+            ops(&plan, "new").len(),
+            3,
+            "every namespace gets the new name: {plan:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_reference_read_refuses_the_deletes_and_nothing_else() {
+        let reader = Renamed {
+            asked: Mutex::default(),
+            pods: Err("listing Pods: 500 Internal Server Error".into()),
+        };
+        let (plan, _) = read_and_plan(&reader, &policy(), &new_credential(), "home")
+            .await
+            .unwrap();
+        assert!(ops(&plan, "old").iter().all(|(_, op)| *op != "delete"), "{plan:#?}");
+        assert!(
+            plan.findings.iter().any(|f| f.reason == "PodsNotListable"),
+            "{:?}",
+            plan.findings
+        );
+        assert_eq!(
+            ops(&plan, "new").iter().filter(|(_, op)| *op == "create").count(),
+            3,
+            "creates still happen"
+        );
+        assert!(
+            plan.actions
+                .iter()
+                .any(|a| a.kind == Kind::ServiceAccount && a.op.is_write()),
+            "ServiceAccounts still move to the new name"
+        );
+    }
 }
