@@ -943,8 +943,34 @@ mod tests {
         assert!(!format!("{c:?}").contains("zzz"));
     }
 
+    /// One variable set to `value` over a valid configuration (Secrets mode).
+    fn one_over_valid(name: &str, value: &str) -> Vec<(String, String)> {
+        let mut env = vec![("PULLSECRET_SOURCE_SECRETS".to_owned(), "regcred".to_owned())];
+        env.retain(|(k, _)| k != name);
+        env.push((name.to_owned(), value.to_owned()));
+        env
+    }
+
+    fn a_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "\\PC{0,12}",
+            "[0-9]{1,7}",
+            "-?[0-9]{1,3}",
+            "[a-z][a-z0-9.-]{0,12}",
+            "[a-z*?,]{1,10}",
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just("json".to_owned()),
+            Just("server".to_owned()),
+            Just("evict".to_owned()),
+            Just("https://pg.example:9091".to_owned()),
+        ]
+    }
+
     proptest::proptest! {
-        /// Any values for the known variables parse or fail cleanly, never echoing a password.
+        /// Any values for all the known variables at once parse or fail cleanly, never echoing a
+        /// password.
         #[test]
         fn arbitrary_values_never_panic(values in proptest::collection::vec("\\PC{0,12}", VARIABLES.len())) {
             let pairs: Vec<(String, String)> = VARIABLES
@@ -960,6 +986,38 @@ mod tests {
                 let elsewhere = values.iter().enumerate().any(|(i, v)| i != at && v.contains(password.as_str()));
                 if password.chars().count() > 3 && !elsewhere {
                     proptest::prop_assert!(!message.contains(password.as_str()), "{}", message);
+                }
+            }
+        }
+
+        /// Each variable alone, over a configuration that is otherwise valid, so that every
+        /// variable's own check is reached (all at once, the first invalid one hides the rest):
+        /// it is accepted, or refused with an error that names it; a number in range is taken
+        /// as given.
+        #[test]
+        fn every_variable_is_checked_on_its_own(values in proptest::collection::vec(a_value(), VARIABLES.len())) {
+            for ((short, _, _), value) in VARIABLES.iter().zip(&values) {
+                let name = format!("{PREFIX}{short}");
+                match Config::from_env(one_over_valid(&name, value), false) {
+                    Err(e) => {
+                        let message = format!("{e:#}");
+                        let family = short.starts_with("REGISTRY_") && message.contains("PULLSECRET_REGISTRY_*");
+                        proptest::prop_assert!(message.contains(&name) || family, "{name}={value:?}: {message}");
+                        if *short == "REGISTRY_PASSWORD" && value.chars().count() > 3 {
+                            proptest::prop_assert!(!message.contains(value.as_str()), "{message}");
+                        }
+                    }
+                    Ok(c) => {
+                        let n: Option<u64> = value.trim().parse().ok();
+                        let taken = match (*short, n) {
+                            ("CONCURRENCY", Some(n)) => c.concurrency as u64 == n,
+                            ("TIMEOUT_SECS", Some(n)) => c.timeout.as_secs() == n,
+                            ("PRUNE_LIMIT", Some(n)) => c.policy.prune_limit as u64 == n,
+                            ("HEAL_LIMIT", Some(n)) => c.policy.heal_limit as u64 == n,
+                            _ => true,
+                        };
+                        proptest::prop_assert!(taken, "{name}={value:?} accepted but not taken: {c:?}");
+                    }
                 }
             }
         }
