@@ -190,24 +190,79 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
-    let verify = match non_empty(raw.verify.clone()).map(|v| v.to_ascii_lowercase()).as_deref() {
+fn validate(mut raw: Raw, force_dry_run: bool) -> Result<Config> {
+    // Checked in this order; the first invalid setting is the error.
+    let verify = match non_empty(raw.verify.take()).map(|v| v.to_ascii_lowercase()).as_deref() {
         None | Some("off" | "false") => Verify::Off,
         Some("warn") => Verify::Warn,
         Some("strict") => Verify::Strict,
         Some(other) => bail!("PULLSECRET_VERIFY: expected off, warn or strict, got {other:?}"),
     };
-    let registry_ca_file = non_empty(raw.registry_ca_file.clone());
-    let target = match non_empty(raw.secret_name) {
+    let registry_ca_file = non_empty(raw.registry_ca_file.take());
+    let source = source(&mut raw)?;
+    let source_namespace = match non_empty(raw.source_namespace.take()) {
+        Some(ns) => {
+            check_label(&ns).with_context(|| format!("PULLSECRET_SOURCE_NAMESPACE: invalid namespace name {ns:?}"))?;
+            Some(ns)
+        }
+        None => None,
+    };
+    let policy = policy(&mut raw)?;
+    let dry_run = match non_empty(raw.dry_run.take()).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("false" | "0" | "no") if force_dry_run => DryRun::Client,
+        None | Some("false" | "0" | "no") => DryRun::Off,
+        Some("true" | "1" | "yes" | "client") => DryRun::Client,
+        Some("server") => DryRun::Server,
+        Some(other) => bail!("PULLSECRET_DRY_RUN: expected false, true or server, got {other:?}"),
+    };
+    let concurrency = parse_number("PULLSECRET_CONCURRENCY", raw.concurrency.take(), 16, 1, 256)? as usize;
+    let timeout = parse_number("PULLSECRET_TIMEOUT_SECS", raw.timeout_secs.take(), 300, 1, 86_400)?;
+    Ok(Config {
+        source,
+        source_namespace,
+        policy,
+        dry_run,
+        concurrency,
+        timeout: Duration::from_secs(timeout),
+        output: parse_format("PULLSECRET_OUTPUT", raw.output.take())?,
+        log_format: parse_format("PULLSECRET_LOG_FORMAT", raw.log_format.take())?,
+        events: parse_bool("PULLSECRET_EVENTS", raw.events.take(), true)?,
+        pushgateway: pushgateway(&mut raw)?,
+        verify,
+        registry_ca_file,
+    })
+}
+
+/// Which credentials-source variables are set, by name.
+fn source_modes(raw: &Raw, registry_set: bool) -> Vec<&'static str> {
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    let mut modes = Vec::new();
+    for (on, name) in [
+        (set(&raw.source_secrets), "PULLSECRET_SOURCE_SECRETS"),
+        (set(&raw.dockerconfigjson), "PULLSECRET_DOCKERCONFIGJSON"),
+        (set(&raw.dockerconfigjson_file), "PULLSECRET_DOCKERCONFIGJSON_FILE"),
+        (registry_set, "PULLSECRET_REGISTRY_*"),
+        (
+            set(&raw.credential_provider_config),
+            "PULLSECRET_CREDENTIAL_PROVIDER_CONFIG",
+        ),
+    ] {
+        if on {
+            modes.push(name);
+        }
+    }
+    modes
+}
+
+/// Exactly one credentials source, with its target name.
+fn source(raw: &mut Raw) -> Result<Source> {
+    let target = match non_empty(raw.secret_name.take()) {
         Some(t) => {
             check_object_name(&t).with_context(|| format!("PULLSECRET_SECRET_NAME: invalid Secret name {t:?}"))?;
             t
         }
         None => DEFAULT_SECRET_NAME.to_owned(),
     };
-    let secrets = non_empty(raw.source_secrets);
-    let inline = raw.dockerconfigjson.filter(|s| !s.trim().is_empty());
-    let file = non_empty(raw.dockerconfigjson_file);
     let registry_set = [
         &raw.registry_server,
         &raw.registry_username,
@@ -216,203 +271,171 @@ fn validate(raw: Raw, force_dry_run: bool) -> Result<Config> {
     ]
     .iter()
     .any(|v| v.as_deref().is_some_and(|s| !s.trim().is_empty()));
-    let mut modes = Vec::new();
-    if secrets.is_some() {
-        modes.push("PULLSECRET_SOURCE_SECRETS");
-    }
-    if inline.is_some() {
-        modes.push("PULLSECRET_DOCKERCONFIGJSON");
-    }
-    if file.is_some() {
-        modes.push("PULLSECRET_DOCKERCONFIGJSON_FILE");
-    }
-    if registry_set {
-        modes.push("PULLSECRET_REGISTRY_*");
-    }
-    let provider_config = non_empty(raw.credential_provider_config);
-    let provider_bin_dir = non_empty(raw.credential_provider_bin_dir);
-    let provider_images = non_empty(raw.credential_provider_images);
-    let provider_account = non_empty(raw.credential_provider_service_account);
-    if provider_config.is_some() {
-        modes.push("PULLSECRET_CREDENTIAL_PROVIDER_CONFIG");
-    } else {
-        for (var, set) in [
-            ("PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR", provider_bin_dir.is_some()),
-            ("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES", provider_images.is_some()),
+    if non_empty(raw.credential_provider_config.clone()).is_none() {
+        for (var, value) in [
+            (
+                "PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR",
+                &raw.credential_provider_bin_dir,
+            ),
+            ("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES", &raw.credential_provider_images),
             (
                 "PULLSECRET_CREDENTIAL_PROVIDER_SERVICE_ACCOUNT",
-                provider_account.is_some(),
+                &raw.credential_provider_service_account,
             ),
         ] {
-            if set {
+            if non_empty(value.clone()).is_some() {
                 bail!("{var} is set without PULLSECRET_CREDENTIAL_PROVIDER_CONFIG");
             }
         }
     }
+    let modes = source_modes(raw, registry_set);
     if modes.len() > 1 {
         bail!(
             "more than one credentials source is set ({}): set exactly one",
             modes.join(", ")
         );
     }
-    let source = if let Some(list) = secrets {
-        Source::Secrets(parse_mappings(&list)?)
-    } else if let Some(json) = inline {
-        Source::Inline {
+    if let Some(list) = non_empty(raw.source_secrets.take()) {
+        Ok(Source::Secrets(parse_mappings(&list)?))
+    } else if let Some(json) = raw.dockerconfigjson.take().filter(|s| !s.trim().is_empty()) {
+        Ok(Source::Inline {
             json: Sensitive(json),
             target,
-        }
-    } else if let Some(path) = file {
-        Source::File { path, target }
-    } else if let Some(config) = provider_config {
-        let bin_dir = provider_bin_dir
-            .context("PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR is required with PULLSECRET_CREDENTIAL_PROVIDER_CONFIG")?;
-        let list = provider_images
-            .context("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES is required with PULLSECRET_CREDENTIAL_PROVIDER_CONFIG")?;
-        let mut images: Vec<String> = Vec::new();
-        for image in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if crate::core::kubelet::parse(image).is_none() || image.starts_with('/') {
-                bail!("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: {image:?} is not an image reference");
-            }
-            if !images.iter().any(|i| i == image) {
-                images.push(image.to_owned());
-            }
-        }
-        if images.is_empty() {
-            bail!("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: no image given");
-        }
-        let account = provider_account.unwrap_or_else(|| "pullsecret-reconciler".to_owned());
-        let service_account = match account.split_once('/') {
-            Some((ns, name)) => (Some(ns.to_owned()), name.to_owned()),
-            None => (None, account.clone()),
-        };
-        for part in [service_account.0.as_deref(), Some(service_account.1.as_str())]
-            .into_iter()
-            .flatten()
-        {
-            check_object_name(part).with_context(|| {
-                format!("PULLSECRET_CREDENTIAL_PROVIDER_SERVICE_ACCOUNT: invalid ServiceAccount {account:?}")
-            })?;
-        }
-        Source::CredentialProvider {
-            config,
-            bin_dir,
-            images,
-            service_account,
-            target,
-        }
+        })
+    } else if let Some(path) = non_empty(raw.dockerconfigjson_file.take()) {
+        Ok(Source::File { path, target })
+    } else if let Some(config) = non_empty(raw.credential_provider_config.take()) {
+        provider_source(raw, config, target)
     } else if registry_set {
-        let username = non_empty(raw.registry_username)
-            .context("PULLSECRET_REGISTRY_USERNAME is required with the other PULLSECRET_REGISTRY_* variables")?;
-        let password = raw
-            .registry_password
-            .filter(|p| !p.is_empty())
-            .context("PULLSECRET_REGISTRY_PASSWORD is required with the other PULLSECRET_REGISTRY_* variables")?;
-        let server = non_empty(raw.registry_server).unwrap_or_else(|| DEFAULT_REGISTRY_SERVER.to_owned());
-        Source::Registry {
-            server,
-            username,
-            password: Sensitive(password),
-            email: non_empty(raw.registry_email),
-            target,
-        }
+        registry_source(raw, target)
     } else {
         bail!(
             "no credentials source: set one of PULLSECRET_SOURCE_SECRETS, PULLSECRET_DOCKERCONFIGJSON, \
              PULLSECRET_DOCKERCONFIGJSON_FILE, PULLSECRET_REGISTRY_USERNAME/PASSWORD or \
              PULLSECRET_CREDENTIAL_PROVIDER_CONFIG"
-        );
-    };
+        )
+    }
+}
 
-    let source_namespace = match non_empty(raw.source_namespace) {
-        Some(ns) => {
-            check_label(&ns).with_context(|| format!("PULLSECRET_SOURCE_NAMESPACE: invalid namespace name {ns:?}"))?;
-            Some(ns)
+/// `PULLSECRET_CREDENTIAL_PROVIDER_*`: the plugins' config, their folder, the images and whose
+/// token they get.
+fn provider_source(raw: &mut Raw, config: String, target: String) -> Result<Source> {
+    let bin_dir = non_empty(raw.credential_provider_bin_dir.take())
+        .context("PULLSECRET_CREDENTIAL_PROVIDER_BIN_DIR is required with PULLSECRET_CREDENTIAL_PROVIDER_CONFIG")?;
+    let list = non_empty(raw.credential_provider_images.take())
+        .context("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES is required with PULLSECRET_CREDENTIAL_PROVIDER_CONFIG")?;
+    let mut images: Vec<String> = Vec::new();
+    for image in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if crate::core::kubelet::parse(image).is_none() || image.starts_with('/') {
+            bail!("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: {image:?} is not an image reference");
         }
-        None => None,
+        if !images.iter().any(|i| i == image) {
+            images.push(image.to_owned());
+        }
+    }
+    if images.is_empty() {
+        bail!("PULLSECRET_CREDENTIAL_PROVIDER_IMAGES: no image given");
+    }
+    let account =
+        non_empty(raw.credential_provider_service_account.take()).unwrap_or_else(|| "pullsecret-reconciler".to_owned());
+    let service_account = match account.split_once('/') {
+        Some((ns, name)) => (Some(ns.to_owned()), name.to_owned()),
+        None => (None, account.clone()),
     };
+    for part in [service_account.0.as_deref(), Some(service_account.1.as_str())]
+        .into_iter()
+        .flatten()
+    {
+        check_object_name(part).with_context(|| {
+            format!("PULLSECRET_CREDENTIAL_PROVIDER_SERVICE_ACCOUNT: invalid ServiceAccount {account:?}")
+        })?;
+    }
+    Ok(Source::CredentialProvider {
+        config,
+        bin_dir,
+        images,
+        service_account,
+        target,
+    })
+}
+
+/// `PULLSECRET_REGISTRY_*`: one registry login, written as `kubectl create secret docker-registry`
+/// would.
+fn registry_source(raw: &mut Raw, target: String) -> Result<Source> {
+    let username = non_empty(raw.registry_username.take())
+        .context("PULLSECRET_REGISTRY_USERNAME is required with the other PULLSECRET_REGISTRY_* variables")?;
+    let password = raw
+        .registry_password
+        .take()
+        .filter(|p| !p.is_empty())
+        .context("PULLSECRET_REGISTRY_PASSWORD is required with the other PULLSECRET_REGISTRY_* variables")?;
+    let server = non_empty(raw.registry_server.take()).unwrap_or_else(|| DEFAULT_REGISTRY_SERVER.to_owned());
+    Ok(Source::Registry {
+        server,
+        username,
+        password: Sensitive(password),
+        email: non_empty(raw.registry_email.take()),
+        target,
+    })
+}
+
+/// What the planner decides with: selection, ServiceAccounts, adoption, prune and healing.
+fn policy(raw: &mut Raw) -> Result<Policy> {
     let include = parse_globs(
         "PULLSECRET_NAMESPACES",
-        &non_empty(raw.namespaces).unwrap_or_else(|| "*".into()),
+        &non_empty(raw.namespaces.take()).unwrap_or_else(|| "*".into()),
     )?;
     let exclude = parse_globs(
         "PULLSECRET_EXCLUDE_NAMESPACES",
         // Empty is "not set", as for every variable but SERVICE_ACCOUNTS: the default excludes.
-        &non_empty(raw.exclude_namespaces).unwrap_or_else(|| DEFAULT_EXCLUDES.into()),
+        &non_empty(raw.exclude_namespaces.take()).unwrap_or_else(|| DEFAULT_EXCLUDES.into()),
     )?;
     // The API server validates the selector on the first list, before any write.
-    let namespace_selector = non_empty(raw.namespace_selector);
+    let namespace_selector = non_empty(raw.namespace_selector.take());
     let service_accounts = parse_globs(
         "PULLSECRET_SERVICE_ACCOUNTS",
-        &raw.service_accounts.unwrap_or_else(|| "default".into()),
+        &raw.service_accounts.take().unwrap_or_else(|| "default".into()),
     )?;
-    let adopt = match non_empty(raw.adopt).as_deref() {
+    let adopt = match non_empty(raw.adopt.take()).as_deref() {
         None | Some("patcher") => Adopt::Patcher,
         Some("all") => Adopt::All,
         Some("none") => Adopt::None,
         Some(other) => bail!("PULLSECRET_ADOPT: expected patcher, all or none, got {other:?}"),
     };
-    let prune = parse_bool("PULLSECRET_PRUNE", raw.prune, true)?;
-    let prune_limit = parse_number("PULLSECRET_PRUNE_LIMIT", raw.prune_limit, 10, 0, 1_000_000)? as usize;
-    let heal = match non_empty(raw.heal_pods).as_deref() {
+    let prune = parse_bool("PULLSECRET_PRUNE", raw.prune.take(), true)?;
+    let prune_limit = parse_number("PULLSECRET_PRUNE_LIMIT", raw.prune_limit.take(), 10, 0, 1_000_000)? as usize;
+    let heal = match non_empty(raw.heal_pods.take()).as_deref() {
         None | Some("off") => Heal::Off,
         Some("evict") => Heal::Evict,
         Some(other) => bail!("PULLSECRET_HEAL_PODS: expected off or evict, got {other:?}"),
     };
-    let heal_limit = parse_number("PULLSECRET_HEAL_LIMIT", raw.heal_limit, 10, 0, 1_000_000)? as usize;
-    let dry_run = match non_empty(raw.dry_run).map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("false" | "0" | "no") if force_dry_run => DryRun::Client,
-        None | Some("false" | "0" | "no") => DryRun::Off,
-        Some("true" | "1" | "yes" | "client") => DryRun::Client,
-        Some("server") => DryRun::Server,
-        Some(other) => bail!("PULLSECRET_DRY_RUN: expected false, true or server, got {other:?}"),
-    };
-    let concurrency = parse_number("PULLSECRET_CONCURRENCY", raw.concurrency, 16, 1, 256)? as usize;
-    let timeout = Duration::from_secs(parse_number(
-        "PULLSECRET_TIMEOUT_SECS",
-        raw.timeout_secs,
-        300,
-        1,
-        86_400,
-    )?);
-    let output = parse_format("PULLSECRET_OUTPUT", raw.output)?;
-    let log_format = parse_format("PULLSECRET_LOG_FORMAT", raw.log_format)?;
-    let events = parse_bool("PULLSECRET_EVENTS", raw.events, true)?;
-    let cluster = non_empty(raw.cluster_name);
+    let heal_limit = parse_number("PULLSECRET_HEAL_LIMIT", raw.heal_limit.take(), 10, 0, 1_000_000)? as usize;
+    Ok(Policy {
+        include,
+        exclude,
+        namespace_selector,
+        service_accounts,
+        adopt,
+        prune,
+        prune_limit,
+        heal,
+        heal_limit,
+    })
+}
+
+/// `PULLSECRET_PUSHGATEWAY_URL` with its `cluster` grouping label.
+fn pushgateway(raw: &mut Raw) -> Result<Option<Pushgateway>> {
+    let cluster = non_empty(raw.cluster_name.take());
     if cluster
         .as_ref()
         .is_some_and(|c| c.len() > 253 || c.chars().any(char::is_control))
     {
         bail!("PULLSECRET_CLUSTER_NAME: expected a name of at most 253 printable characters");
     }
-    let pushgateway = non_empty(raw.pushgateway_url)
+    Ok(non_empty(raw.pushgateway_url.take())
         .map(|u| parse_pushgateway_url(&u))
         .transpose()?
-        .map(|url| Pushgateway { url, cluster });
-    Ok(Config {
-        source,
-        source_namespace,
-        policy: Policy {
-            include,
-            exclude,
-            namespace_selector,
-            service_accounts,
-            adopt,
-            prune,
-            prune_limit,
-            heal,
-            heal_limit,
-        },
-        dry_run,
-        concurrency,
-        timeout,
-        output,
-        log_format,
-        events,
-        pushgateway,
-        verify,
-        registry_ca_file,
-    })
+        .map(|url| Pushgateway { url, cluster }))
 }
 
 /// `http(s)://host[:port][/path]` -> the same without a trailing slash. The value is not echoed
