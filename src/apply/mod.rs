@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 
 use crate::core::model::{
-    Action, Credential, Failure, Inventory, Op, Outcome, ServiceAccountState, Status, edit_inventory,
+    Action, Credential, Edit, Failure, Inventory, Op, Outcome, ServiceAccountState, Status, edit_inventory,
 };
 
 /// Writes of one object repeated after "the object has been modified" before giving up.
@@ -286,10 +286,6 @@ async fn perform<C: Cluster>(cluster: &C, action: &Action, credentials: &[Creden
             .get(i)
             .ok_or_else(|| Failure::new("InternalError", "the plan refers to an unknown credential"))
     };
-    let done = |r: ApiResult<()>| match r {
-        Ok(()) => Status::Done { retries: 0 },
-        Err(e) => Status::Failed(e.failure),
-    };
     match &action.op {
         Op::CreateSecret { credential: c } => match credential(*c) {
             Ok(cred) => done(cluster.apply_secret(ns, name, cred, None).await),
@@ -304,14 +300,7 @@ async fn perform<C: Cluster>(cluster: &C, action: &Action, credentials: &[Creden
             Err(f) => Status::Failed(f),
         },
         Op::DeleteSecret { resource_version, uid } => {
-            match cluster.delete_secret(ns, name, resource_version, uid).await {
-                Err(e) if e.is(404) => Status::Done { retries: 0 },
-                Err(e) if e.is(409) => Status::Failed(Failure::new(
-                    "Changed",
-                    "not deleted: the Secret changed since it was read; the next run looks again",
-                )),
-                r => done(r),
-            }
+            deleted(cluster.delete_secret(ns, name, resource_version, uid).await)
         }
         Op::PatchServiceAccount {
             resource_version,
@@ -319,76 +308,117 @@ async fn perform<C: Cluster>(cluster: &C, action: &Action, credentials: &[Creden
             list,
             recorded,
         } => {
-            let mut next = Some((resource_version.clone(), list.clone(), recorded.clone()));
-            retrying(|attempt| {
-                let first = if attempt == 0 { next.take() } else { None };
-                async move {
-                    let (rv, list, recorded) = match first {
-                        Some(v) => v,
-                        None => match cluster.read_service_account(ns, name).await? {
-                            None => return Ok(Step::Gone),
-                            Some(sa) => match edit.apply_to(&sa.pull_secrets, &sa.recorded) {
-                                Some((l, r)) => (sa.resource_version, l, r),
-                                None => return Ok(Step::Done),
-                            },
-                        },
-                    };
-                    match cluster.write_service_account(ns, name, &rv, &list, &recorded).await {
-                        Err(e) if e.is(404) => Ok(Step::Gone),
-                        r => r.map(|()| Step::Done),
-                    }
-                }
-            })
-            .await
+            let first = (resource_version.clone(), list.clone(), recorded.clone());
+            patch_service_account(cluster, (ns, name), first, edit).await
         }
         Op::EditInventory {
             resource_version,
             add,
             remove,
             names,
-        } => {
-            let mut next = Some((resource_version.clone(), names.clone()));
-            retrying(|attempt| {
-                let first = if attempt == 0 { next.take() } else { None };
-                async move {
-                    let (rv, names) = match first {
-                        Some(v) => v,
-                        None => {
-                            let current = cluster.read_inventory().await?.unwrap_or_default();
-                            match edit_inventory(&current.names, add, remove) {
-                                Some(names) => (current.resource_version, names),
-                                None if current.resource_version.is_some() => return Ok(Step::Done),
-                                None => (None, current.names),
-                            }
-                        }
-                    };
-                    match cluster.write_inventory(&names, rv.as_deref()).await {
-                        // Deleted by hand meanwhile: re-read (finding nothing) and create it.
-                        Err(e) if e.is(404) => Err(ApiError { status: Some(409), ..e }),
-                        r => r.map(|()| Step::Done),
-                    }
-                }
-            })
-            .await
-        }
-        Op::Evict { uid, .. } => match cluster.evict_pod(ns, name, uid).await {
-            Err(e) if e.is(404) => Status::Gone,
-            Err(e) if e.is(429) => Status::Failed(Failure::new(
-                "DisruptionBudget",
-                format!(
-                    "not evicted: a PodDisruptionBudget allows no disruption now ({}); the next run tries again, or \
-                     delete the Pod yourself",
-                    e.failure.message
-                ),
-            )),
-            Err(e) if e.is(409) => Status::Failed(Failure::new(
-                "Changed",
-                "not evicted: the Pod changed since it was read; the next run looks again",
-            )),
-            r => done(r),
-        },
+        } => write_inventory(cluster, (resource_version.clone(), names.clone()), add, remove).await,
+        Op::Evict { uid, .. } => evicted(cluster.evict_pod(ns, name, uid).await),
         _ => Status::NotSent,
     }
+}
+
+fn done(r: ApiResult<()>) -> Status {
+    match r {
+        Ok(()) => Status::Done { retries: 0 },
+        Err(e) => Status::Failed(e.failure),
+    }
+}
+
+fn deleted(r: ApiResult<()>) -> Status {
+    match r {
+        Err(e) if e.is(404) => Status::Done { retries: 0 },
+        Err(e) if e.is(409) => Status::Failed(Failure::new(
+            "Changed",
+            "not deleted: the Secret changed since it was read; the next run looks again",
+        )),
+        r => done(r),
+    }
+}
+
+fn evicted(r: ApiResult<()>) -> Status {
+    match r {
+        Err(e) if e.is(404) => Status::Gone,
+        Err(e) if e.is(429) => Status::Failed(Failure::new(
+            "DisruptionBudget",
+            format!(
+                "not evicted: a PodDisruptionBudget allows no disruption now ({}); the next run tries again, or \
+                 delete the Pod yourself",
+                e.failure.message
+            ),
+        )),
+        Err(e) if e.is(409) => Status::Failed(Failure::new(
+            "Changed",
+            "not evicted: the Pod changed since it was read; the next run looks again",
+        )),
+        r => done(r),
+    }
+}
+
+/// The planned list first; after a 409, the ServiceAccount as it is now with the same edit.
+async fn patch_service_account<C: Cluster>(
+    cluster: &C,
+    (ns, name): (&str, &str),
+    first: (String, Vec<String>, Vec<String>),
+    edit: &Edit,
+) -> Status {
+    let mut next = Some(first);
+    retrying(|attempt| {
+        let first = if attempt == 0 { next.take() } else { None };
+        async move {
+            let (rv, list, recorded) = match first {
+                Some(v) => v,
+                None => match cluster.read_service_account(ns, name).await? {
+                    None => return Ok(Step::Gone),
+                    Some(sa) => match edit.apply_to(&sa.pull_secrets, &sa.recorded) {
+                        Some((l, r)) => (sa.resource_version, l, r),
+                        None => return Ok(Step::Done),
+                    },
+                },
+            };
+            match cluster.write_service_account(ns, name, &rv, &list, &recorded).await {
+                Err(e) if e.is(404) => Ok(Step::Gone),
+                r => r.map(|()| Step::Done),
+            }
+        }
+    })
+    .await
+}
+
+/// The planned names first; after a 409, the inventory as it is now with the same edit.
+async fn write_inventory<C: Cluster>(
+    cluster: &C,
+    first: (Option<String>, Vec<String>),
+    add: &[String],
+    remove: &[String],
+) -> Status {
+    let mut next = Some(first);
+    retrying(|attempt| {
+        let first = if attempt == 0 { next.take() } else { None };
+        async move {
+            let (rv, names) = match first {
+                Some(v) => v,
+                None => {
+                    let current = cluster.read_inventory().await?.unwrap_or_default();
+                    match edit_inventory(&current.names, add, remove) {
+                        Some(names) => (current.resource_version, names),
+                        None if current.resource_version.is_some() => return Ok(Step::Done),
+                        None => (None, current.names),
+                    }
+                }
+            };
+            match cluster.write_inventory(&names, rv.as_deref()).await {
+                // Deleted by hand meanwhile: re-read (finding nothing) and create it.
+                Err(e) if e.is(404) => Err(ApiError { status: Some(409), ..e }),
+                r => r.map(|()| Step::Done),
+            }
+        }
+    })
+    .await
 }
 
 enum Step {

@@ -90,7 +90,17 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
     if summary.dry_run || summary.error.is_some() || (!changed && noteworthy == 0) {
         return vec![];
     }
-    let mut out = vec![EventSpec {
+    let mut out = vec![run_event(summary, anchor, noteworthy)];
+    out.extend(eviction_events(summary));
+    out.extend(problem_events(summary, anchor));
+    cap_events(out)
+}
+
+/// The one Event on the source about the whole run.
+fn run_event(summary: &Summary, anchor: &Anchor, noteworthy: usize) -> EventSpec {
+    let s = &summary.secrets;
+    let a = &summary.service_accounts;
+    EventSpec {
         namespace: anchor.namespace.clone(),
         kind: anchor.kind.into(),
         name: anchor.name.clone(),
@@ -117,8 +127,12 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
             noteworthy,
             summary.namespaces.selected
         )),
-    }];
-    // Each eviction on its Pod (the Pod is gone soon; the Event stays with the namespace).
+    }
+}
+
+/// Each eviction on its Pod (the Pod is gone soon; the Event stays with the namespace).
+fn eviction_events(summary: &Summary) -> Vec<EventSpec> {
+    let mut out = Vec::new();
     for e in summary
         .actions
         .iter()
@@ -135,6 +149,12 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
                 .into(),
         });
     }
+    out
+}
+
+/// A Warning on each problem's object; run-level problems are in the run's Event.
+fn problem_events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
+    let mut out = Vec::new();
     for p in summary
         .problems
         .iter()
@@ -159,6 +179,11 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
             note: truncate(p.message.clone()),
         });
     }
+    out
+}
+
+/// At most [`MAX_EVENTS`]: the last one then says how many were left out.
+fn cap_events(mut out: Vec<EventSpec>) -> Vec<EventSpec> {
     if out.len() > MAX_EVENTS {
         let left_out = out.len() - (MAX_EVENTS - 1);
         out.truncate(MAX_EVENTS - 1);

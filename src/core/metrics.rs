@@ -63,13 +63,30 @@ pub fn encode(summary: &Summary, now: f64) -> String {
         "1 when the last run converged, else 0",
         i64::from(summary.converged && summary.error.is_none()),
     );
+    for (name, help, label, values) in families(summary) {
+        let family = Family::<Labels, Gauge>::default();
+        for (value, count) in values {
+            family
+                .get_or_create(&vec![(label, value)])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        registry.register(name, help, family);
+    }
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode_text(&mut text, &registry);
+    text
+}
+
+/// The labelled gauges: each count of the summary under its group.
+fn families(summary: &Summary) -> [FamilyValues; 6] {
     let n = &summary.namespaces;
     let s = &summary.secrets;
     let sa = &summary.service_accounts;
     let api = &summary.api_requests;
     let problems = |severity: &str| summary.problems.iter().filter(|p| p.severity == severity).count();
     let pods = &summary.pods;
-    let families: [FamilyValues; 6] = [
+    [
         (
             "namespaces",
             "Namespaces the last run saw, by state",
@@ -137,20 +154,7 @@ pub fn encode(summary: &Summary, now: f64) -> String {
                 ("info", problems("info")),
             ],
         ),
-    ];
-    for (name, help, label, values) in families {
-        let family = Family::<Labels, Gauge>::default();
-        for (value, count) in values {
-            family
-                .get_or_create(&vec![(label, value)])
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
-        }
-        registry.register(name, help, family);
-    }
-    let mut text = String::new();
-    // Writing into a String cannot fail.
-    let _ = encode_text(&mut text, &registry);
-    text
+    ]
 }
 
 #[cfg(test)]

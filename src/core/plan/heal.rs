@@ -13,13 +13,32 @@ use crate::core::model::{Action, Finding, Heal, Kind, Op, Plan, Severity, StuckP
 /// A ServiceAccount's list once this run's edits are done, and the position of its patch (if any).
 type FinalList = (Vec<String>, Option<usize>);
 
+/// A Pod to evict: the Pod, its controller, the writes it waits for, and the names it lacks.
+type Eviction<'p> = (&'p StuckPod, String, Vec<usize>, String);
+
 impl World<'_> {
     pub(super) fn heal(&self, asm: &mut Assembly, plan: &mut Plan) {
         if self.policy.heal == Heal::Off {
             return;
         }
-        // ServiceAccounts as this run leaves them: (namespace, name) -> (list, the patch's position).
-        let mut lists: BTreeMap<(&str, &str), FinalList> = self
+        let lists = self.final_lists(asm);
+        let mut stuck: Vec<&StuckPod> = self
+            .observed
+            .stuck
+            .iter()
+            .filter(|p| self.selected.contains(p.namespace.as_str()))
+            .collect();
+        stuck.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let evictions: Vec<Eviction> = stuck
+            .into_iter()
+            .filter_map(|pod| self.eviction(pod, &lists, asm, plan))
+            .collect();
+        push_evictions(asm, evictions, self.policy.heal_limit);
+    }
+
+    /// ServiceAccounts as this run leaves them: (namespace, name) -> (list, the patch's position).
+    fn final_lists<'a>(&'a self, asm: &'a Assembly) -> BTreeMap<(&'a str, &'a str), FinalList> {
+        let mut lists: BTreeMap<(&'a str, &'a str), FinalList> = self
             .service_accounts
             .iter()
             .map(|(k, sa)| (*k, (sa.pull_secrets.clone(), None)))
@@ -29,87 +48,91 @@ impl World<'_> {
                 lists.insert((a.namespace.as_str(), a.name.as_str()), (list.clone(), Some(i)));
             }
         }
-        let mut stuck: Vec<&StuckPod> = self
-            .observed
-            .stuck
+        lists
+    }
+
+    /// Whether `pod` is stuck for want of a managed name, and can be healed by eviction; what
+    /// cannot be healed is reported in `plan`.
+    fn eviction<'p>(
+        &self,
+        pod: &'p StuckPod,
+        lists: &BTreeMap<(&str, &str), FinalList>,
+        asm: &Assembly,
+        plan: &mut Plan,
+    ) -> Option<Eviction<'p>> {
+        let (list, patch) = lists.get(&(pod.namespace.as_str(), pod.service_account.as_str()))?;
+        let lacking: Vec<&String> = self
+            .targets
             .iter()
-            .filter(|p| self.selected.contains(p.namespace.as_str()))
+            .filter(|t| list.contains(t) && !pod.pull_secrets.contains(t))
             .collect();
-        stuck.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        let mut evictions = Vec::new();
-        for pod in stuck {
-            let Some((list, patch)) = lists.get(&(pod.namespace.as_str(), pod.service_account.as_str())) else {
-                continue;
-            };
-            let lacking: Vec<&String> = self
-                .targets
-                .iter()
-                .filter(|t| list.contains(t) && !pod.pull_secrets.contains(t))
-                .collect();
-            if lacking.is_empty() {
-                continue;
-            }
-            let names = lacking.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-            let (ns, name, sa) = (&pod.namespace, &pod.name, &pod.service_account);
-            // A list that is not (part of) the ServiceAccount's came from the Pod template: a
-            // replacement would carry it again, and admission copies nothing into a Pod with a list.
-            if !pod.pull_secrets.iter().all(|n| list.contains(n)) {
-                plan.findings.push(finding(
-                    pod,
-                    "TemplateSetsPullSecrets",
-                    format!(
-                        "waits on an image pull and its own imagePullSecrets lack {names}, which ServiceAccount {sa} \
-                         lists; they come from its template, so a new Pod would lack them too: add {names} to the \
-                         template's imagePullSecrets"
-                    ),
-                ));
-                continue;
-            }
-            let Some(controller) = pod.controller.clone() else {
-                plan.findings.push(finding(
-                    pod,
-                    "StuckPodNotHealable",
-                    format!(
-                        "waits on an image pull: admitted before ServiceAccount {sa} listed {names}, and no controller \
-                         recreates it, so it is left alone. Recreate it: kubectl -n {ns} get pod {name} -o yaml > pod.yaml; \
-                         kubectl -n {ns} delete pod {name}; remove spec.imagePullSecrets from pod.yaml; kubectl apply -f pod.yaml"
-                    ),
-                ));
-                continue;
-            };
-            let mut after: Vec<usize> = patch.iter().copied().collect();
-            after.extend(lacking.iter().filter_map(|t| asm.upserts.get(&key(ns, t))));
-            evictions.push((pod, controller, after, names));
+        if lacking.is_empty() {
+            return None;
         }
-        let limit = match self.policy.heal_limit {
-            0 => usize::MAX,
-            n => n,
+        let names = lacking.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        let (ns, name, sa) = (&pod.namespace, &pod.name, &pod.service_account);
+        // A list that is not (part of) the ServiceAccount's came from the Pod template: a
+        // replacement would carry it again, and admission copies nothing into a Pod with a list.
+        if !pod.pull_secrets.iter().all(|n| list.contains(n)) {
+            plan.findings.push(finding(
+                pod,
+                "TemplateSetsPullSecrets",
+                format!(
+                    "waits on an image pull and its own imagePullSecrets lack {names}, which ServiceAccount {sa} \
+                     lists; they come from its template, so a new Pod would lack them too: add {names} to the \
+                     template's imagePullSecrets"
+                ),
+            ));
+            return None;
+        }
+        let Some(controller) = pod.controller.clone() else {
+            plan.findings.push(finding(
+                pod,
+                "StuckPodNotHealable",
+                format!(
+                    "waits on an image pull: admitted before ServiceAccount {sa} listed {names}, and no controller \
+                     recreates it, so it is left alone. Recreate it: kubectl -n {ns} get pod {name} -o yaml > pod.yaml; \
+                     kubectl -n {ns} delete pod {name}; remove spec.imagePullSecrets from pod.yaml; kubectl apply -f pod.yaml"
+                ),
+            ));
+            return None;
         };
-        let over = evictions.len().saturating_sub(limit);
-        for (i, (pod, controller, after, names)) in evictions.into_iter().enumerate() {
-            let op = if i < limit {
-                Op::Evict {
-                    uid: pod.uid.clone(),
-                    controller,
-                }
-            } else {
-                Op::Refused {
-                    reason: "HealLimitExceeded",
-                    message: format!(
-                        "not evicted this run: {over} more stuck Pod(s) than PULLSECRET_HEAL_LIMIT={limit}; the next \
-                         run continues (it lacks {names})"
-                    ),
-                    names: vec![],
-                }
-            };
-            asm.push(Action {
-                kind: Kind::Pod,
-                namespace: pod.namespace.clone(),
-                name: pod.name.clone(),
-                op,
-                after,
-            });
-        }
+        let mut after: Vec<usize> = patch.iter().copied().collect();
+        after.extend(lacking.iter().filter_map(|t| asm.upserts.get(&key(ns, t))));
+        Some((pod, controller, after, names))
+    }
+}
+
+/// The evictions in order, those past `limit` (0 = none) refused.
+fn push_evictions(asm: &mut Assembly, evictions: Vec<Eviction>, limit: usize) {
+    let limit = match limit {
+        0 => usize::MAX,
+        n => n,
+    };
+    let over = evictions.len().saturating_sub(limit);
+    for (i, (pod, controller, after, names)) in evictions.into_iter().enumerate() {
+        let op = if i < limit {
+            Op::Evict {
+                uid: pod.uid.clone(),
+                controller,
+            }
+        } else {
+            Op::Refused {
+                reason: "HealLimitExceeded",
+                message: format!(
+                    "not evicted this run: {over} more stuck Pod(s) than PULLSECRET_HEAL_LIMIT={limit}; the next \
+                     run continues (it lacks {names})"
+                ),
+                names: vec![],
+            }
+        };
+        asm.push(Action {
+            kind: Kind::Pod,
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            op,
+            after,
+        });
     }
 }
 

@@ -54,6 +54,39 @@ impl<'a> World<'a> {
             .collect()
     }
 
+    /// Which guard, if any, stops deselecting `deselected`: (reason, message).
+    fn deselection_guard(&self, deselected: &BTreeSet<&str>) -> Option<(&'static str, String)> {
+        let limit = self.policy.prune_limit;
+        if self.selected.is_empty() {
+            Some((
+                "EmptySelection",
+                format!(
+                    "the selection matches no namespace ({}): nothing was pruned, to protect the {} namespace(s) \
+                     that hold our copies or entries. Check the selection for a typo",
+                    self.policy.describe_selection(),
+                    deselected.len()
+                ),
+            ))
+        } else if limit > 0 && deselected.len() > limit {
+            let names: Vec<&str> = deselected.iter().take(5).copied().collect();
+            let more = if deselected.len() > 5 { ", …" } else { "" };
+            Some((
+                "PruneLimitExceeded",
+                format!(
+                    "this run would deselect {} namespaces ({}{more}), more than PULLSECRET_PRUNE_LIMIT={limit}: \
+                     nothing was deselected. If the narrower selection is intended, run once with \
+                     PULLSECRET_PRUNE_LIMIT={} (or 0 for no limit); otherwise fix the selection ({})",
+                    deselected.len(),
+                    names.join(", "),
+                    deselected.len(),
+                    self.policy.describe_selection()
+                ),
+            ))
+        } else {
+            None
+        }
+    }
+
     /// The empty-selection and prune-limit guards. When either holds, no deselection happens:
     /// the candidates and ServiceAccount removals in deselected namespaces become `Refused`
     /// actions (returned), and one error finding says why and how to proceed.
@@ -73,33 +106,7 @@ impl<'a> World<'a> {
                 deselected.insert(&e.sa.namespace);
             }
         }
-        let limit = self.policy.prune_limit;
-        let (reason, message) = if self.selected.is_empty() {
-            (
-                "EmptySelection",
-                format!(
-                    "the selection matches no namespace ({}): nothing was pruned, to protect the {} namespace(s) \
-                     that hold our copies or entries. Check the selection for a typo",
-                    self.policy.describe_selection(),
-                    deselected.len()
-                ),
-            )
-        } else if limit > 0 && deselected.len() > limit {
-            let names: Vec<&str> = deselected.iter().take(5).copied().collect();
-            let more = if deselected.len() > 5 { ", …" } else { "" };
-            (
-                "PruneLimitExceeded",
-                format!(
-                    "this run would deselect {} namespaces ({}{more}), more than PULLSECRET_PRUNE_LIMIT={limit}: \
-                     nothing was deselected. If the narrower selection is intended, run once with \
-                     PULLSECRET_PRUNE_LIMIT={} (or 0 for no limit); otherwise fix the selection ({})",
-                    deselected.len(),
-                    names.join(", "),
-                    deselected.len(),
-                    self.policy.describe_selection()
-                ),
-            )
-        } else {
+        let Some((reason, message)) = self.deselection_guard(&deselected) else {
             return vec![];
         };
         plan.findings.push(Finding {
