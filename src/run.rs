@@ -45,7 +45,7 @@ pub async fn run(
             .await
             .map_err(|_| passed("verifying registries"))?;
         for r in &registries {
-            tracing::info!(server = %r.server, source = %r.source, result = r.result, status = ?r.status, latency_ms = r.latency_ms, "registry checked");
+            tracing::info!(server = %r.server, source = %r.source, result = r.result.as_str(), status = ?r.status, latency_ms = r.latency_ms, "registry checked");
         }
         if let Some(stop) = registry::stop_reason(config.verify, &registries) {
             tracing::error!(error = %stop, "stopped before writing anything");

@@ -82,11 +82,7 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
     let a = &summary.service_accounts;
     let changed = s.created + s.updated + s.deleted + a.patched + summary.pods.evicted > 0;
     // Info (an accepted conflict) is in the summary only: no Event, every run.
-    let noteworthy = summary
-        .problems
-        .iter()
-        .filter(|p| p.severity != Severity::Info.as_str())
-        .count();
+    let noteworthy = summary.problems.iter().filter(|p| p.severity != Severity::Info).count();
     if summary.dry_run || summary.error.is_some() || (!changed && noteworthy == 0) {
         return vec![];
     }
@@ -155,11 +151,7 @@ fn eviction_events(summary: &Summary) -> Vec<EventSpec> {
 /// A Warning on each problem's object; run-level problems are in the run's Event.
 fn problem_events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
     let mut out = Vec::new();
-    for p in summary
-        .problems
-        .iter()
-        .filter(|p| p.severity != Severity::Info.as_str())
-    {
+    for p in summary.problems.iter().filter(|p| p.severity != Severity::Info) {
         // Run-level problems (no object) are in the summary Event; the inventory lives in the
         // source namespace.
         let namespace = match (p.kind.as_str(), p.namespace.is_empty()) {
@@ -270,7 +262,7 @@ mod tests {
             name: name.into(),
             reason: reason.into(),
             message: "m".repeat(2000),
-            severity: "error",
+            severity: Severity::Error,
         }
     }
 

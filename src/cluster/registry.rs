@@ -16,7 +16,7 @@ use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientP
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 
-pub use crate::core::registry::{DOCKER_HUB, RegistryCheck, Target, Verify, endpoint, stop_reason, targets};
+pub use crate::core::registry::{DOCKER_HUB, RegistryCheck, Reply, Target, Verify, endpoint, stop_reason, targets};
 
 /// The most one registry's whole check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -34,7 +34,7 @@ pub struct Clients {
 
 /// A manifest check: `Ok(digest)`, or `Err((result, message))` with result `missing`, `rejected`,
 /// `unreachable` or `tls`.
-pub type ManifestResult = Result<String, (&'static str, String)>;
+pub type ManifestResult = Result<String, (Reply, String)>;
 type Memo<T> = std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::OnceCell<T>>>>;
 
 fn shared<T>(memo: &Memo<T>, key: String) -> std::sync::Arc<tokio::sync::OnceCell<T>> {
@@ -117,7 +117,7 @@ pub async fn check(clients: &Clients, target: &Target) -> RegistryCheck {
     let started = Instant::now();
     let (result, status, message) = match endpoint(&target.server) {
         None => (
-            "unreachable",
+            Reply::Unreachable,
             None,
             "a wildcard key names no single registry to log in to".to_owned(),
         ),
@@ -134,14 +134,14 @@ pub async fn check(clients: &Clients, target: &Target) -> RegistryCheck {
 }
 
 /// (result, HTTP status, message) of one login.
-pub type Verdict = (&'static str, Option<u16>, String);
+pub type Verdict = (Reply, Option<u16>, String);
 
 /// A login with pull scope on `repository` at `host` (what `explain` checks for one image).
 pub async fn login_for(clients: &Clients, target: &Target, host: &str, repository: &str) -> Verdict {
     match tokio::time::timeout(CHECK_TIMEOUT, login(clients, target, host, repository)).await {
         Ok(v) => v,
         Err(_) => (
-            "unreachable",
+            Reply::Unreachable,
             None,
             format!("no answer from {host} within {}s", CHECK_TIMEOUT.as_secs()),
         ),
@@ -151,11 +151,7 @@ pub async fn login_for(clients: &Clients, target: &Target, host: &str, repositor
 /// Whether the manifest for `reference` exists, with `credentials` (or anonymously):
 /// `Ok(digest)`, or `Err((result, message))` with result `missing`, `rejected`,
 /// `unreachable` or `tls`.
-pub async fn manifest(
-    clients: &Clients,
-    reference: &Reference,
-    credentials: Option<&Target>,
-) -> Result<String, (&'static str, String)> {
+pub async fn manifest(clients: &Clients, reference: &Reference, credentials: Option<&Target>) -> ManifestResult {
     let auth = match credentials {
         Some(t) => RegistryAuth::Basic(t.username.clone(), t.password.clone()),
         None => RegistryAuth::Anonymous,
@@ -167,7 +163,7 @@ pub async fn manifest(
             Ok(_) => {}
             Err(oci_client::errors::OciDistributionError::AuthenticationFailure(_)) => {
                 return Err((
-                    "rejected",
+                    Reply::Rejected,
                     format!("the token service of {host} refused the credential"),
                 ));
             }
@@ -185,7 +181,7 @@ pub async fn manifest(
         clients.oci.fetch_manifest_digest(reference, &auth).await.map_err(|e| {
             use oci_client::errors::OciDistributionError as E;
             match e {
-                E::ImageManifestNotFoundError(_) => ("missing", format!("{host} has no manifest for {reference}")),
+                E::ImageManifestNotFoundError(_) => (Reply::Missing, format!("{host} has no manifest for {reference}")),
                 E::RegistryError { envelope, .. }
                     if envelope.errors.iter().any(|x| {
                         matches!(
@@ -196,23 +192,26 @@ pub async fn manifest(
                         )
                     }) =>
                 {
-                    ("missing", format!("{host} has no manifest for {reference}"))
+                    (Reply::Missing, format!("{host} has no manifest for {reference}"))
                 }
-                E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => ("rejected", refused.clone()),
-                E::ServerError { code: 401 | 403, .. } => ("rejected", refused.clone()),
-                E::ServerError { code: 404, .. } => ("missing", format!("{host} has no manifest for {reference}")),
+                E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => (Reply::Rejected, refused.clone()),
+                E::ServerError { code: 401 | 403, .. } => (Reply::Rejected, refused.clone()),
+                E::ServerError { code: 404, .. } => (Reply::Missing, format!("{host} has no manifest for {reference}")),
                 E::RequestError(e) => {
                     let (result, _, message) = classify(&host, &e);
                     (result, message)
                 }
-                other => ("unreachable", format!("{host}: {}", first_line(&other.to_string()))),
+                other => (
+                    Reply::Unreachable,
+                    format!("{host}: {}", first_line(&other.to_string())),
+                ),
             }
         })
     };
     match tokio::time::timeout(CHECK_TIMEOUT, fetch).await {
         Ok(r) => r,
         Err(_) => Err((
-            "unreachable",
+            Reply::Unreachable,
             format!("no answer from {host} within {}s", CHECK_TIMEOUT.as_secs()),
         )),
     }
@@ -226,13 +225,19 @@ async fn login(clients: &Clients, target: &Target, host: &str, repository: &str)
         Ok(token) => token,
         Err(oci_client::errors::OciDistributionError::AuthenticationFailure(_)) => {
             return (
-                "rejected",
+                Reply::Rejected,
                 None,
                 format!("the token service of {host} refused the credential"),
             );
         }
         Err(oci_client::errors::OciDistributionError::RequestError(e)) => return classify(host, &e),
-        Err(e) => return ("unreachable", None, format!("{host}: {}", first_line(&e.to_string()))),
+        Err(e) => {
+            return (
+                Reply::Unreachable,
+                None,
+                format!("{host}: {}", first_line(&e.to_string())),
+            );
+        }
     };
     // The check docker login ends with: an authenticated GET /v2/.
     let request = clients.http.get(format!("https://{host}/v2/"));
@@ -249,14 +254,14 @@ async fn login(clients: &Clients, target: &Target, host: &str, repository: &str)
                 "Basic credentials"
             };
             match status {
-                200 => ("ok", Some(status), format!("{host} accepted the {flow}")),
+                200 => (Reply::Ok, Some(status), format!("{host} accepted the {flow}")),
                 401 | 403 => (
-                    "rejected",
+                    Reply::Rejected,
                     Some(status),
                     format!("{host} answered {status} to the {flow}"),
                 ),
                 _ => (
-                    "unreachable",
+                    Reply::Unreachable,
                     Some(status),
                     format!("{host} answered {status} to GET /v2/: not a registry v2 API?"),
                 ),
@@ -286,14 +291,14 @@ fn classify(host: &str, e: &reqwest::Error) -> Verdict {
     let detail = chain.last().cloned().unwrap_or_default();
     if tls {
         (
-            "tls",
+            Reply::Tls,
             None,
             format!("{host}: certificate problem: {}", first_line(&detail)),
         )
     } else if e.is_timeout() {
-        ("unreachable", None, format!("{host}: timed out"))
+        (Reply::Unreachable, None, format!("{host}: timed out"))
     } else {
-        ("unreachable", None, format!("{host}: {}", first_line(&detail)))
+        (Reply::Unreachable, None, format!("{host}: {}", first_line(&detail)))
     }
 }
 

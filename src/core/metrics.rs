@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use crate::core::model::Severity;
 use crate::core::summary::Summary;
 
 /// Metric name prefix.
@@ -84,7 +85,7 @@ fn families(summary: &Summary) -> [FamilyValues; 6] {
     let s = &summary.secrets;
     let sa = &summary.service_accounts;
     let api = &summary.api_requests;
-    let problems = |severity: &str| summary.problems.iter().filter(|p| p.severity == severity).count();
+    let problems = |severity: Severity| summary.problems.iter().filter(|p| p.severity == severity).count();
     let pods = &summary.pods;
     [
         (
@@ -149,9 +150,9 @@ fn families(summary: &Summary) -> [FamilyValues; 6] {
             "Problems the last run reported, by severity",
             "severity",
             vec![
-                ("error", problems("error")),
-                ("warning", problems("warning")),
-                ("info", problems("info")),
+                ("error", problems(Severity::Error)),
+                ("warning", problems(Severity::Warning)),
+                ("info", problems(Severity::Info)),
             ],
         ),
     ]

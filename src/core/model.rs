@@ -473,7 +473,9 @@ pub fn edit_inventory(current: &[String], add: &[String], remove: &[String]) -> 
         .then(|| after.into_iter().cloned().collect())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Serialized (and shown) as `info`, `warning`, `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// For the record (an accepted conflict); no Event.
     Info,
@@ -490,6 +492,12 @@ impl Severity {
             Severity::Warning => "warning",
             Severity::Error => "error",
         }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

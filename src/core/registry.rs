@@ -17,6 +17,40 @@ pub enum Verify {
     Strict,
 }
 
+/// What a registry answered: a login (`ok`, `rejected`, `unreachable`, `tls`) or a manifest check
+/// (those, or `missing`). Serialized, and shown, by these lower-case names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reply {
+    Ok,
+    /// 401/403 after the credential was presented.
+    Rejected,
+    /// DNS, connect, timeout, not a registry.
+    Unreachable,
+    /// A certificate (or handshake) problem.
+    Tls,
+    /// The manifest does not exist (manifest checks only).
+    Missing,
+}
+
+impl Reply {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reply::Ok => "ok",
+            Reply::Rejected => "rejected",
+            Reply::Unreachable => "unreachable",
+            Reply::Tls => "tls",
+            Reply::Missing => "missing",
+        }
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One registry's verdict, as the summary's `registries` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegistryCheck {
@@ -25,7 +59,7 @@ pub struct RegistryCheck {
     /// The credential's origin (source Secret, variable, file, provider).
     pub source: String,
     /// `ok`, `rejected`, `unreachable` or `tls`.
-    pub result: &'static str,
+    pub result: Reply,
     /// The last HTTP status seen, if any.
     pub status: Option<u16>,
     pub latency_ms: u64,
@@ -119,7 +153,7 @@ pub fn endpoint(server: &str) -> Option<(String, String)> {
 pub fn stop_reason(mode: Verify, checks: &[RegistryCheck]) -> Option<String> {
     let stopping: Vec<String> = checks
         .iter()
-        .filter(|c| c.result == "rejected" || (mode == Verify::Strict && c.result != "ok"))
+        .filter(|c| c.result == Reply::Rejected || (mode == Verify::Strict && c.result != Reply::Ok))
         .map(|c| format!("registry {} ({}) is {}: {}", c.server, c.source, c.result, c.message))
         .collect();
     if stopping.is_empty() {
@@ -178,7 +212,7 @@ mod tests {
 
     #[test]
     fn rejected_always_stops_unreachable_only_under_strict() {
-        let check = |server: &str, result: &'static str| RegistryCheck {
+        let check = |server: &str, result: Reply| RegistryCheck {
             server: server.into(),
             source: "secret:ns/regcred".into(),
             result,
@@ -186,16 +220,20 @@ mod tests {
             latency_ms: 1,
             message: "m".into(),
         };
-        let ok = [check("a.io", "ok")];
+        let ok = [check("a.io", Reply::Ok)];
         assert_eq!(stop_reason(Verify::Strict, &ok), None);
-        let down = [check("a.io", "ok"), check("b.io", "unreachable"), check("c.io", "tls")];
+        let down = [
+            check("a.io", Reply::Ok),
+            check("b.io", Reply::Unreachable),
+            check("c.io", Reply::Tls),
+        ];
         assert_eq!(stop_reason(Verify::Warn, &down), None);
         let strict = stop_reason(Verify::Strict, &down).unwrap();
         assert!(
             strict.contains("b.io (secret:ns/regcred) is unreachable") && strict.contains("c.io"),
             "{strict}"
         );
-        let rejected = stop_reason(Verify::Warn, &[check("a.io", "rejected")]).unwrap();
+        let rejected = stop_reason(Verify::Warn, &[check("a.io", Reply::Rejected)]).unwrap();
         assert!(
             rejected.starts_with("registry verification failed, nothing was written: registry a.io"),
             "{rejected}"

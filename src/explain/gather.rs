@@ -13,7 +13,7 @@ use oci_client::Reference;
 
 use super::SecretRead;
 use super::judge::{reference_of, stuck_containers};
-use crate::cluster::registry::{self, Clients, ManifestResult, Target, Verdict};
+use crate::cluster::registry::{self, Clients, ManifestResult, Reply, Target, Verdict};
 use crate::core::kubelet::{self, Keyring};
 
 /// The reads `explain` makes.
@@ -246,7 +246,7 @@ pub async fn access(registry: &impl Registry, keyring: &Keyring<Target>, image: 
     let mut manifest = None;
     for e in &entries {
         let verdict = registry.login(e, &host, &name.path).await;
-        let ok = verdict.0 == "ok";
+        let ok = verdict.0 == Reply::Ok;
         logins.push(verdict);
         if ok {
             manifest = Some(registry.manifest(&reference, Some(e)).await);

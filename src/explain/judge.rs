@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::gather::{Access, Subject};
 use super::{Group, ImageVerdict, PodExplanation, SecretRead, Step};
-use crate::cluster::registry::{self, Target};
+use crate::cluster::registry::{self, Reply, Target};
 use crate::core::kubelet::{self, ImageName, Keyring};
 
 /// Why an image would not pull: the step of the kubelet's chain that fails. Serialized (and in
@@ -242,7 +242,7 @@ fn judge_anonymous(
             v.would_pull = true;
             return;
         }
-        Err(("missing", message)) => v.steps.push(step("manifest", "failed", message.clone())),
+        Err((Reply::Missing, message)) => v.steps.push(step("manifest", "failed", message.clone())),
         Err((_, message)) => v.steps.push(step("login", "failed", format!("anonymous: {message}"))),
     }
     let patched = &subject.patched;
@@ -294,7 +294,7 @@ fn judge_with_credentials(
         "ok",
         format!("auths entry {}", described.join(", then ")),
     ));
-    let accepted = logins.iter().position(|l| l.0 == "ok");
+    let accepted = logins.iter().position(|l| l.0 == Reply::Ok);
     let (Some(at), Some(manifest)) = (accepted, manifest) else {
         judge_rejected_login(v, name, entries, logins.first());
         return;
@@ -312,7 +312,7 @@ fn judge_with_credentials(
         }
         Err((result, message)) => {
             v.steps.push(step("manifest", "failed", message.clone()));
-            let (cause, fix) = if *result == "missing" {
+            let (cause, fix) = if *result == Reply::Missing {
                 (
                     Cause::ManifestMissing,
                     "check the image name and tag (or push it)".to_owned(),
@@ -332,17 +332,17 @@ fn judge_with_credentials(
 /// No credential was accepted: the first refusal is the verdict.
 fn judge_rejected_login(v: &mut ImageVerdict, name: &ImageName, entries: &[Target], first: Option<&registry::Verdict>) {
     let registry = name.domain.as_str();
-    let (result, status, message) = first.cloned().unwrap_or(("unreachable", None, String::new()));
+    let (result, status, message) = first.cloned().unwrap_or((Reply::Unreachable, None, String::new()));
     v.steps.push(step("login", "failed", message));
     let source = entries.first().map(|e| e.source.as_str()).unwrap_or_default();
     let (cause, fix) = match result {
-        "rejected" => (
+        Reply::Rejected => (
             Cause::Rejected,
             format!(
                 "rotate the credential in the source of {source} (PULLSECRET_VERIFY=strict keeps a wrong one from being copied)"
             ),
         ),
-        "tls" => (
+        Reply::Tls => (
             Cause::Tls,
             format!(
                 "make {registry}'s certificate trusted by the nodes (and PULLSECRET_REGISTRY_CA_FILE for this check)"

@@ -91,7 +91,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 
-use crate::cluster::registry::{ManifestResult, Target, Verdict};
+use crate::cluster::registry::{ManifestResult, Reply, Target, Verdict};
 
 #[derive(Default)]
 struct FakeReads {
@@ -160,15 +160,15 @@ impl Registry for FakeRegistry {
             std::future::pending::<()>().await;
         }
         if target.password == "right" {
-            ("ok", Some(200), "logged in".into())
+            (Reply::Ok, Some(200), "logged in".into())
         } else {
-            ("rejected", Some(401), "401 Unauthorized".into())
+            (Reply::Rejected, Some(401), "401 Unauthorized".into())
         }
     }
     async fn manifest(&self, _: &oci_client::Reference, credentials: Option<&Target>) -> ManifestResult {
         match credentials {
             Some(_) => Ok("sha256:0000".into()),
-            None => Err(("rejected", "anonymous pull refused (401)".into())),
+            None => Err((Reply::Rejected, "anonymous pull refused (401)".into())),
         }
     }
 }

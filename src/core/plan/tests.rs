@@ -1043,7 +1043,7 @@ fn a_conflict_its_owner_accepts_is_left_alone_as_info() {
         crate::core::model::DryRun::Off,
     );
     assert_eq!((s.secrets.conflicts, s.secrets.conflicts_accepted), (0, 1));
-    assert_eq!(s.problems[0].severity, "info");
+    assert_eq!(s.problems[0].severity, Severity::Info);
     assert_eq!(
         s.exit_code(),
         0,

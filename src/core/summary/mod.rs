@@ -115,7 +115,7 @@ pub struct Problem {
     pub reason: String,
     pub message: String,
     /// `error` makes the run non-converged; `warning` does not.
-    pub severity: &'static str,
+    pub severity: Severity,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -161,7 +161,7 @@ impl Summary {
             s.problems
                 .push(problem(&f.namespace, f.kind, &f.name, f.reason, &f.message, f.severity));
         }
-        s.converged = !s.problems.iter().any(|p| p.severity == Severity::Error.as_str());
+        s.converged = !s.problems.iter().any(|p| p.severity == Severity::Error);
         s
     }
 
@@ -334,8 +334,8 @@ impl Summary {
     /// Adds the registry checks of a run that went on; those not `ok` (possible only under
     /// `warn`) are warnings.
     pub fn add_registries(&mut self, checks: Vec<crate::core::registry::RegistryCheck>) {
-        for c in checks.iter().filter(|c| c.result != "ok") {
-            let reason = if c.result == "tls" {
+        for c in checks.iter().filter(|c| c.result != crate::core::registry::Reply::Ok) {
+            let reason = if c.result == crate::core::registry::Reply::Tls {
                 "RegistryTLS"
             } else {
                 "RegistryUnreachable"
@@ -414,7 +414,7 @@ pub(crate) fn problem(
         name: name.to_owned(),
         reason: reason.to_owned(),
         message: message.to_owned(),
-        severity: severity.as_str(),
+        severity,
     }
 }
 

@@ -157,7 +157,7 @@ fn kept_alone_keeps_exit_0_and_warnings_too() {
     plan.actions.retain(|a| !matches!(a.op, Op::Conflict { .. }));
     let s = Summary::from_run(&plan, &outcomes(&plan, done), DryRun::Off);
     assert_eq!(s.exit_code(), 0, "{s:?}");
-    assert_eq!(s.problems.iter().filter(|p| p.severity == "warning").count(), 2);
+    assert_eq!(s.problems.iter().filter(|p| p.severity == Severity::Warning).count(), 2);
     assert!(s.actions.iter().all(|a| a.status == "done"));
 }
 
