@@ -56,3 +56,7 @@ image ref="" certs="" authfile="":
 # Render the kustomize base (with the kubectl the control-plane build provides).
 manifests:
     "$(bash tests/controlplane/build.sh)/kubectl" kustomize manifests/
+
+# Regenerate docs/configuration.md from the --help table (src/cli/help.rs); a unit test checks it.
+docs:
+    UPDATE_DOCS=1 cargo test --locked --lib the_configuration_page_is_made_from_the_help_table

@@ -3,7 +3,7 @@
 //! Secret from birth, fails its pull while the Secret is absent, and the *same* Pod runs after the
 //! next run — no Pod deleted. Opt-outs (Pod and Namespace annotations, excluded namespaces) are
 //! never mutated. On Kubernetes before 1.36 the v1 policy does not exist: the test asserts that
-//! the API server refuses it, which is what the README says.
+//! the API server refuses it, which is what docs/install.md says.
 
 use std::time::Instant;
 
