@@ -5,12 +5,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connect, HttpConnector};
-use hyper_util::rt::TokioExecutor;
-
 /// The Pushgateway `job` grouping label.
 pub const JOB: &str = "pullsecret-reconciler";
 /// The whole push (connect, send, answer) must finish within this.
@@ -44,59 +38,42 @@ pub fn push_url(target: &Pushgateway) -> String {
     url
 }
 
-/// POSTs `body` to the Pushgateway. `Err` is a one-line description for a warning.
+/// POSTs `body` to the Pushgateway (https with the system's CAs). `Err` is a one-line
+/// description for a warning.
 pub async fn push(target: &Pushgateway, body: String) -> Result<(), String> {
     let url = push_url(target);
-    let send = async {
-        if url.starts_with("https://") {
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_native_roots()
-                .map_err(|e| format!("no CA certificates to check {url} with: {e}"))?
-                .https_only()
-                .enable_http1()
-                .build();
-            send(https, &url, body).await
-        } else {
-            send(HttpConnector::new(), &url, body).await
-        }
-    };
-    tokio::time::timeout(PUSH_TIMEOUT, send)
-        .await
-        .map_err(|_| format!("no answer from {url} within {}s", PUSH_TIMEOUT.as_secs()))?
-}
-
-async fn send<C>(connector: C, url: &str, body: String) -> Result<(), String>
-where
-    C: Connect + Clone + Send + Sync + 'static,
-{
-    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-    let request = http::Request::post(url)
-        .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("building the request to {url}: {e}"))?;
+    let client = reqwest::Client::builder()
+        .timeout(PUSH_TIMEOUT)
+        .build()
+        .map_err(|e| format!("setting up the client for {url}: {}", error_chain(&e)))?;
     let response = client
-        .request(request)
+        .post(&url)
+        .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+        .body(body)
+        .send()
         .await
-        .map_err(|e| format!("sending to {url}: {}", error_chain(&e)))?;
+        .map_err(|e| {
+            if e.is_timeout() {
+                format!("no answer from {url} within {}s", PUSH_TIMEOUT.as_secs())
+            } else {
+                format!("sending to {url}: {}", error_chain(&e))
+            }
+        })?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     // The Pushgateway explains a refusal in a short text body; keep its first line.
     let answer: String = response
-        .into_body()
-        .collect()
+        .text()
         .await
-        .map(|b| {
-            String::from_utf8_lossy(&b.to_bytes())
-                .lines()
-                .next()
-                .unwrap_or("")
-                .chars()
-                .take(300)
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect();
     Err(format!("{url} answered {status}: {answer}"))
 }
 
