@@ -2,6 +2,7 @@
 //! the data passed between stages, reduce (API objects -> states), the planner and the summary.
 //! Nothing here does I/O, and nothing names kube or tokio.
 
+pub mod dockerconfig;
 pub mod glob;
 pub mod kubelet;
 pub mod metrics;

@@ -2,7 +2,6 @@
 //! key points, the verdict types, and when verdicts stop a run. The HTTP is `cluster::registry`.
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::core::model::Credential;
 
@@ -90,25 +89,15 @@ impl std::fmt::Debug for Target {
 pub fn targets(credentials: &[Credential]) -> Vec<Target> {
     let mut out = Vec::new();
     for c in credentials {
-        let Ok(doc) = serde_json::from_slice::<Value>(&c.data) else {
+        let Ok(entries) = crate::core::dockerconfig::parse(&c.data) else {
             continue;
         };
-        let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
-            continue;
-        };
-        for (server, entry) in auths {
-            let text = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-            let (username, password) = match entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
-                Some(auth) => crate::core::kubelet::decode_auth(auth).unwrap_or_default(),
-                None => (text("username"), text("password")),
-            };
-            out.push(Target {
-                server: server.clone(),
-                source: c.origin.clone(),
-                username,
-                password,
-            });
-        }
+        out.extend(entries.into_iter().map(|e| Target {
+            server: e.server,
+            source: c.origin.clone(),
+            username: e.username,
+            password: e.password,
+        }));
     }
     out
 }

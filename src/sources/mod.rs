@@ -190,45 +190,11 @@ pub fn from_secret(secret: &Secret, what: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// Checks a docker config JSON and returns its bytes unchanged, so copies are byte-identical.
+/// Checks a docker config JSON ([`crate::core::dockerconfig`]) and returns its bytes unchanged,
+/// so copies are byte-identical.
 pub fn validate(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
-    // serde_json's messages give line and column, never the offending text.
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| anyhow!("{what}: not valid JSON ({e})"))?;
-    let auths = doc
-        .as_object()
-        .ok_or_else(|| anyhow!("{what}: expected a JSON object"))?
-        .get("auths")
-        .ok_or_else(|| anyhow!("{what}: no \"auths\" map"))?
-        .as_object()
-        .ok_or_else(|| anyhow!("{what}: \"auths\" is not a map"))?;
-    if auths.is_empty() {
-        bail!("{what}: \"auths\" is empty");
-    }
-    for (registry, entry) in auths {
-        check_entry(entry).map_err(|problem| anyhow!("{what}: auths entry {registry:?}: {problem}"))?;
-    }
+    crate::core::dockerconfig::parse(bytes).map_err(|problem| anyhow!("{what}: {problem}"))?;
     Ok(bytes.to_vec())
-}
-
-fn check_entry(entry: &Value) -> std::result::Result<(), &'static str> {
-    let entry = entry.as_object().ok_or("not an object")?;
-    let text = |k: &str| entry.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    // As the kubelet: a non-empty `auth` wins over username/password, and must decode its way.
-    if let Some(auth) = entry.get("auth").filter(|a| a.as_str() != Some("")) {
-        let auth = auth.as_str().ok_or("\"auth\" is not a string")?;
-        if crate::core::kubelet::decode_auth_bytes(auth).is_none() {
-            return Err("\"auth\" is not valid base64 as the kubelet decodes it (padded, or unpadded without '=')");
-        }
-        match crate::core::kubelet::decode_auth(auth) {
-            Some((user, _)) if !user.is_empty() => Ok(()),
-            Some(_) => Err("\"auth\" decodes to an empty user name"),
-            None => Err("\"auth\" does not decode to user:password"),
-        }
-    } else if text("username").is_some() && text("password").is_some() {
-        Ok(())
-    } else {
-        Err("needs \"auth\" (base64 of user:password) or \"username\" and \"password\"")
-    }
 }
 
 /// Builds the docker config `kubectl create secret docker-registry` writes, field for field.
