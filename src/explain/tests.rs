@@ -1,3 +1,6 @@
+//! explain without a cluster: judging from fixtures, and gathering through fakes of its own
+//! `Reads` and `Registry` traits (the kubelet's credential order, late patches, `--stuck`'s bounds).
+
 use super::*;
 use k8s_openapi::ByteString;
 
