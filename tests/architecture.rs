@@ -3,7 +3,8 @@
 //!   judged from every `crate::` path (a `use` line or an inline path);
 //! - nothing in `core/` names kube or tokio (it is pure);
 //! - no file over 600 lines and no function over 80, tests aside;
-//! - no `allow(clippy::too_many_arguments)`.
+//! - no `allow(clippy::too_many_arguments)`;
+//! - no import circle between modules (a file, or a folder's files, is one module).
 //!
 //! `docs/development/architecture.md` explains the layers.
 
@@ -73,6 +74,121 @@ fn crate_paths(lines: &[&str]) -> Vec<(usize, String)> {
         }
     }
     out
+}
+
+/// A file's module: `core/plan/prune.rs` -> `core::plan`, `sources/mod.rs` -> `sources`,
+/// `run.rs` -> `run`; lib.rs and main.rs are none.
+fn module_of(relative: &Path) -> Option<String> {
+    let parts: Vec<&str> = relative.iter().filter_map(|p| p.to_str()).collect();
+    let strip = |p: &str| p.strip_suffix(".rs").unwrap_or(p).to_owned();
+    match parts.as_slice() {
+        ["lib.rs" | "main.rs"] => None,
+        [one] => Some(strip(one)),
+        [layer, "mod.rs"] => Some((*layer).to_owned()),
+        [layer, module, ..] => Some(format!("{layer}::{}", strip(module))),
+        [] => None,
+    }
+}
+
+/// Every `crate::` path in these lines, whole (`crate::core::{glob, names}` gives
+/// `core::glob` and `core::names`).
+fn full_paths(lines: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in lines {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let path: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let prefix = path.trim_end_matches(':');
+            if path.ends_with("::") && rest[path.len()..].starts_with('{') {
+                let inner = rest[path.len() + 1..].split('}').next().unwrap_or("");
+                for item in inner.split(',') {
+                    let item = item.trim().split("::").next().unwrap_or("").trim();
+                    if !item.is_empty() && item != "self" {
+                        out.push(format!("{prefix}::{item}"));
+                    } else if item == "self" {
+                        out.push(prefix.to_owned());
+                    }
+                }
+            } else if !prefix.is_empty() {
+                out.push(prefix.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The module a path lands in: the longest known module it starts with.
+fn module_named(path: &str, modules: &std::collections::BTreeSet<String>) -> Option<String> {
+    let parts: Vec<&str> = path.split("::").collect();
+    (1..=parts.len().min(2))
+        .rev()
+        .map(|n| parts[..n].join("::"))
+        .find(|m| modules.contains(m))
+}
+
+/// A circle in `edges`, if any, as the modules along it.
+fn find_circle(edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut circle = path[at..].to_vec();
+            circle.push(node.to_owned());
+            return Some(circle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    edges.keys().find_map(|n| visit(n, edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_module_imports_in_a_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let code_files: Vec<(String, String)> = files
+        .iter()
+        .filter(|p| !is_test_file(p))
+        .filter_map(|p| {
+            let module = module_of(p.strip_prefix(&src).ok()?)?;
+            Some((module, std::fs::read_to_string(p).ok()?))
+        })
+        .collect();
+    let modules: std::collections::BTreeSet<String> = code_files.iter().map(|(m, _)| m.clone()).collect();
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for (module, text) in &code_files {
+        for path in full_paths(&code_lines(text)) {
+            if let Some(to) = module_named(&path, &modules)
+                && to != *module
+            {
+                edges.entry(module.clone()).or_default().insert(to);
+            }
+        }
+    }
+    assert!(edges.len() > 10, "too few imports found: {edges:?}");
+    if let Some(circle) = find_circle(&edges) {
+        panic!("modules import each other in a circle: {}", circle.join(" -> "));
+    }
 }
 
 /// Each function's name and length in lines (rustfmt layout: the closing brace at the
@@ -184,6 +300,43 @@ fn layers_import_only_downward_and_code_stays_small() {
 
 #[test]
 fn the_rules_see_what_they_judge() {
+    let modules: std::collections::BTreeSet<String> =
+        ["core", "core::glob", "core::names", "sources", "sources::provider"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let paths = full_paths(&[
+        "use crate::core::{glob, names::check};",
+        "let x = crate::sources::provider::load(); crate::sources::Source::X",
+    ]);
+    assert_eq!(
+        paths,
+        [
+            "core::glob",
+            "core::names",
+            "sources::provider::load",
+            "sources::Source::X"
+        ]
+    );
+    let landed: Vec<Option<String>> = paths.iter().map(|p| module_named(p, &modules)).collect();
+    assert_eq!(
+        landed,
+        [
+            Some("core::glob".into()),
+            Some("core::names".into()),
+            Some("sources::provider".into()),
+            Some("sources".into())
+        ]
+    );
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    edges.entry("a".into()).or_default().insert("b".into());
+    edges.entry("b".into()).or_default().insert("c".into());
+    assert_eq!(find_circle(&edges), None);
+    edges.entry("c".into()).or_default().insert("a".into());
+    assert_eq!(
+        find_circle(&edges),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
     let code = [
         "use crate::cli::config::Config;",
         "use crate::core::{glob, names};",

@@ -268,7 +268,9 @@ pub struct Keyring<T> {
 }
 
 /// The kubelet's Docker Hub key.
-const DEFAULT_REGISTRY_HOST: &str = "index.docker.io";
+/// Docker Hub's registry API host: where every Docker Hub alias (docker.io, an image without a
+/// registry) is pulled from.
+pub const DEFAULT_REGISTRY_HOST: &str = "index.docker.io";
 
 impl<T: Clone> Keyring<T> {
     pub fn new() -> Keyring<T> {
@@ -398,7 +400,7 @@ impl ImageName {
     /// The registry API host (Docker Hub's is index.docker.io).
     pub fn api_host(&self) -> String {
         if self.domain == "docker.io" {
-            crate::core::registry::DOCKER_HUB.to_owned()
+            DEFAULT_REGISTRY_HOST.to_owned()
         } else {
             self.domain.clone()
         }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::core::model::Credential;
 
 /// Docker Hub's registry API host, for every alias of Docker Hub in an `auths` key.
-pub const DOCKER_HUB: &str = "index.docker.io";
+pub use crate::core::kubelet::DEFAULT_REGISTRY_HOST as DOCKER_HUB;
 
 /// `PULLSECRET_VERIFY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -359,7 +359,7 @@ pub async fn load(
         }
     }
     let (config, expiries) = merge(&answers, SystemTime::now());
-    let config = crate::sources::validate(&config, &what)?;
+    crate::core::dockerconfig::parse(&config).map_err(|problem| anyhow!("{what}: {problem}"))?;
     Ok((config, expiries))
 }
 
@@ -639,7 +639,7 @@ providers:
         let v: serde_json::Value = serde_json::from_slice(&config).unwrap();
         assert_eq!(v["auths"]["1.dkr.ecr.eu-west-1.amazonaws.com"]["password"], "first");
         assert_eq!(v["auths"]["1.dkr.ecr.eu-west-1.amazonaws.com"]["auth"], "QVdTOmZpcnN0");
-        crate::sources::validate(&config, "merged").unwrap();
+        crate::core::dockerconfig::parse(&config).unwrap();
         assert_eq!(expiries.len(), 2);
         assert_eq!(expiries[0].expires_at, Some(4600));
         assert_eq!(expiries[1].expires_at, None);
