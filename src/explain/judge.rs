@@ -8,7 +8,7 @@ use oci_client::Reference;
 use serde::Serialize;
 
 use super::gather::{Access, Subject};
-use super::{Group, ImageVerdict, PodExplanation, SecretRead, Step};
+use super::{Group, ImageVerdict, PodExplanation, SecretRead, Step, StepResult};
 use crate::cluster::registry::{self, Reply, Target};
 use crate::core::kubelet::{self, ImageName, Keyring};
 
@@ -86,7 +86,7 @@ pub struct Judged {
     pub problems: Vec<(Cause, String)>,
 }
 
-pub(super) fn step(step: &'static str, result: &'static str, detail: String) -> Step {
+pub(super) fn step(step: &'static str, result: StepResult, detail: String) -> Step {
     Step { step, result, detail }
 }
 
@@ -96,14 +96,14 @@ fn judge_secret(namespace: &str, name: &str, read: &SecretRead, judged: &mut Jud
         SecretRead::Missing => {
             judged.problems.push((Cause::SecretMissing, name.to_owned()));
             (
-                "failed",
+                StepResult::Failed,
                 format!("Secret {name} does not exist in namespace {namespace}"),
             )
         }
         SecretRead::Forbidden => {
             judged.problems.push((Cause::SecretUnreadable, name.to_owned()));
             (
-                "unknown",
+                StepResult::Unknown,
                 format!("may not read Secret {name} (this identity reads only the managed pull-secret names)"),
             )
         }
@@ -119,7 +119,7 @@ fn judge_secret(namespace: &str, name: &str, read: &SecretRead, judged: &mut Jud
                     Cause::SecretInvalid
                 };
                 judged.problems.push((cause, name.to_owned()));
-                ("failed", format!("{e:#}"))
+                (StepResult::Failed, format!("{e:#}"))
             }
             Ok(bytes) => {
                 let credential = crate::core::model::Credential {
@@ -136,7 +136,10 @@ fn judge_secret(namespace: &str, name: &str, read: &SecretRead, judged: &mut Jud
                     judged.keyring.add(&server, t);
                 }
                 let ty = secret.type_.as_deref().unwrap_or_default();
-                ("ok", format!("Secret {name}: {ty}, auths for {}", keys.join(", ")))
+                (
+                    StepResult::Ok,
+                    format!("Secret {name}: {ty}, auths for {}", keys.join(", ")),
+                )
             }
         },
     };
@@ -194,7 +197,7 @@ pub fn judge_image(subject: &Subject, judged: &Judged, container: &str, image: &
         (Some(name), Access::Anonymous(_) | Access::Credentials { .. }) => name,
         _ => {
             let why = format!("{image:?} is not an image reference");
-            v.steps.push(step("match", "failed", why.clone()));
+            v.steps.push(step("match", StepResult::Failed, why.clone()));
             fail(
                 &mut v,
                 Cause::InvalidImage,
@@ -231,19 +234,21 @@ fn judge_anonymous(
         "no auths entry matches {registry} (kubelet matching on {})",
         name.repository()
     );
-    v.steps.push(step("match", "failed", detail));
+    v.steps.push(step("match", StepResult::Failed, detail));
     match manifest {
         Ok(digest) => {
             v.steps.push(step(
                 "manifest",
-                "ok",
+                StepResult::Ok,
                 format!("anonymous pull: {reference} is {digest}"),
             ));
             v.would_pull = true;
             return;
         }
-        Err((Reply::Missing, message)) => v.steps.push(step("manifest", "failed", message.clone())),
-        Err((_, message)) => v.steps.push(step("login", "failed", format!("anonymous: {message}"))),
+        Err((Reply::Missing, message)) => v.steps.push(step("manifest", StepResult::Failed, message.clone())),
+        Err((_, message)) => v
+            .steps
+            .push(step("login", StepResult::Failed, format!("anonymous: {message}"))),
     }
     let patched = &subject.patched;
     if !patched.is_empty() {
@@ -291,7 +296,7 @@ fn judge_with_credentials(
         .collect();
     v.steps.push(step(
         "match",
-        "ok",
+        StepResult::Ok,
         format!("auths entry {}", described.join(", then ")),
     ));
     let accepted = logins.iter().position(|l| l.0 == Reply::Ok);
@@ -302,16 +307,19 @@ fn judge_with_credentials(
     let entry = &entries[at];
     let login = &logins[at];
     let detail = format!("{} (Secret {}, pull scope on {})", login.2, entry.source, name.path);
-    v.steps.push(step("login", "ok", detail));
+    v.steps.push(step("login", StepResult::Ok, detail));
     let registry = name.domain.as_str();
     match manifest {
         Ok(digest) => {
-            v.steps
-                .push(step("manifest", "ok", format!("{} is {digest}", reference_of(name))));
+            v.steps.push(step(
+                "manifest",
+                StepResult::Ok,
+                format!("{} is {digest}", reference_of(name)),
+            ));
             v.would_pull = true;
         }
         Err((result, message)) => {
-            v.steps.push(step("manifest", "failed", message.clone()));
+            v.steps.push(step("manifest", StepResult::Failed, message.clone()));
             let (cause, fix) = if *result == Reply::Missing {
                 (
                     Cause::ManifestMissing,
@@ -333,7 +341,7 @@ fn judge_with_credentials(
 fn judge_rejected_login(v: &mut ImageVerdict, name: &ImageName, entries: &[Target], first: Option<&registry::Verdict>) {
     let registry = name.domain.as_str();
     let (result, status, message) = first.cloned().unwrap_or((Reply::Unreachable, None, String::new()));
-    v.steps.push(step("login", "failed", message));
+    v.steps.push(step("login", StepResult::Failed, message));
     let source = entries.first().map(|e| e.source.as_str()).unwrap_or_default();
     let (cause, fix) = match result {
         Reply::Rejected => (

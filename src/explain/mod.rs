@@ -44,9 +44,18 @@ pub enum Question {
 pub struct Step {
     /// pull-secrets, secret, match, login, manifest
     pub step: &'static str,
-    /// ok, failed, unknown, skipped
-    pub result: &'static str,
+    pub result: StepResult,
     pub detail: String,
+}
+
+/// How one step of the chain went; serialized as `ok`, `failed`, `unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepResult {
+    Ok,
+    Failed,
+    /// Not known from here (a Secret this identity may not read).
+    Unknown,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,7 +129,9 @@ async fn explain_subject(reads: &impl Reads, registry: &impl Registry, s: Subjec
         s.pull_secrets.join(", "),
         s.pull_secrets_from
     );
-    judged.steps.insert(0, judge::step("pull-secrets", "ok", detail));
+    judged
+        .steps
+        .insert(0, judge::step("pull-secrets", StepResult::Ok, detail));
     let mut images = Vec::new();
     for (container, image) in &s.containers {
         let access = gather::access(registry, &judged.keyring, image).await;

@@ -1,6 +1,6 @@
 //! Printing an answer: text for a person, or one JSON object for a script.
 
-use super::{PodExplanation, STUCK_DEADLINE, Stuck, group};
+use super::{PodExplanation, STUCK_DEADLINE, StepResult, Stuck, group};
 
 /// Text for a person.
 pub fn render_text(e: &PodExplanation) -> String {
@@ -16,10 +16,9 @@ pub fn render_text(e: &PodExplanation) -> String {
         let _ = writeln!(t, "  container {} image {}", i.container, i.image);
         for s in &i.steps {
             let mark = match s.result {
-                "ok" => "ok  ",
-                "failed" => "FAIL",
-                "unknown" => "??  ",
-                _ => "--  ",
+                StepResult::Ok => "ok  ",
+                StepResult::Failed => "FAIL",
+                StepResult::Unknown => "??  ",
             };
             let _ = writeln!(t, "    {mark} {:<12} {}", s.step, s.detail);
         }

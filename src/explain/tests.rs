@@ -26,8 +26,16 @@ fn secrets_are_judged_and_only_good_ones_enter_the_keyring() {
         keyring,
         problems,
     } = judge_secrets("team", &reads);
-    let results: Vec<&str> = steps.iter().map(|s| s.result).collect();
-    assert_eq!(results, vec!["failed", "failed", "ok", "unknown"]);
+    let results: Vec<StepResult> = steps.iter().map(|s| s.result).collect();
+    assert_eq!(
+        results,
+        [
+            StepResult::Failed,
+            StepResult::Failed,
+            StepResult::Ok,
+            StepResult::Unknown
+        ]
+    );
     assert!(steps[0].detail.contains("does not exist in namespace team"));
     assert!(steps[1].detail.contains("has type Opaque"), "{}", steps[1].detail);
     assert_eq!(
@@ -245,16 +253,16 @@ async fn each_matching_credential_is_tried_in_the_kubelets_order() {
         *registry.logins.lock().unwrap(),
         ["registry.test as u-wrong", "registry.test as u-right"]
     );
-    let steps: Vec<(&str, &str)> = e.images[0].steps.iter().map(|s| (s.step, s.result)).collect();
+    let steps: Vec<(&str, StepResult)> = e.images[0].steps.iter().map(|s| (s.step, s.result)).collect();
     assert_eq!(
         steps,
         [
-            ("pull-secrets", "ok"),
-            ("secret", "ok"),
-            ("secret", "ok"),
-            ("match", "ok"),
-            ("login", "ok"),
-            ("manifest", "ok")
+            ("pull-secrets", StepResult::Ok),
+            ("secret", StepResult::Ok),
+            ("secret", StepResult::Ok),
+            ("match", StepResult::Ok),
+            ("login", StepResult::Ok),
+            ("manifest", StepResult::Ok)
         ]
     );
 }
