@@ -113,17 +113,35 @@ pub fn pod(p: Pod, names: &BTreeSet<String>) -> Option<PodState> {
     })
 }
 
-/// A Pending Pod with a container (init or app) waiting on an image pull; `None` otherwise.
-pub fn stuck_pod(p: Pod) -> Option<StuckPod> {
-    let status = p.status.as_ref()?;
-    let waiting_on_pull = status
+/// The waiting reasons of a container whose image the kubelet cannot pull.
+pub const STUCK_REASONS: &[&str] = &["ImagePullBackOff", "ErrImagePull"];
+
+/// A Pod's containers (init or app) waiting on an image pull: what `explain --stuck` reduces each
+/// page to, and what makes a Pod stuck for healing.
+pub fn stuck_containers(pod: &Pod) -> BTreeSet<String> {
+    let Some(status) = &pod.status else {
+        return BTreeSet::new();
+    };
+    status
         .init_container_statuses
         .iter()
         .flatten()
         .chain(status.container_statuses.iter().flatten())
-        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
-        .any(|r| matches!(r, "ErrImagePull" | "ImagePullBackOff"));
-    if status.phase.as_deref() != Some("Pending") || !waiting_on_pull || p.metadata.deletion_timestamp.is_some() {
+        .filter(|c| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                .is_some_and(|r| STUCK_REASONS.contains(&r))
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// A Pending Pod with a container (init or app) waiting on an image pull; `None` otherwise.
+pub fn stuck_pod(p: Pod) -> Option<StuckPod> {
+    let pending = p.status.as_ref()?.phase.as_deref() == Some("Pending");
+    if !pending || stuck_containers(&p).is_empty() || p.metadata.deletion_timestamp.is_some() {
         return None;
     }
     // Only these controllers make a replacement with the same template when a Pod is evicted.

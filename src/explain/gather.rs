@@ -12,9 +12,10 @@ use kube::{Api, Client};
 use oci_client::Reference;
 
 use super::SecretRead;
-use super::judge::{reference_of, stuck_containers};
+use super::judge::reference_of;
 use crate::cluster::registry::{self, Clients, ManifestResult, Reply, Target, Verdict};
 use crate::core::kubelet::{self, Keyring};
+use crate::core::reduce::stuck_containers;
 
 /// The reads `explain` makes.
 pub trait Reads: Sync {

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
 use oci_client::Reference;
 use serde::Serialize;
 
@@ -367,30 +366,6 @@ fn judge_rejected_login(v: &mut ImageVerdict, name: &ImageName, entries: &[Targe
         name.path
     );
     fail(v, cause, registry, verdict, fix);
-}
-
-/// The waiting reasons of a container whose image the kubelet cannot pull.
-pub const STUCK_REASONS: &[&str] = &["ImagePullBackOff", "ErrImagePull"];
-
-/// A Pod's containers waiting on an image pull (what each page of the list is reduced to).
-pub fn stuck_containers(pod: &Pod) -> BTreeSet<String> {
-    let Some(status) = &pod.status else {
-        return BTreeSet::new();
-    };
-    status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .filter(|c| {
-            c.state
-                .as_ref()
-                .and_then(|s| s.waiting.as_ref())
-                .and_then(|w| w.reason.as_deref())
-                .is_some_and(|r| STUCK_REASONS.contains(&r))
-        })
-        .map(|c| c.name.clone())
-        .collect()
 }
 
 /// Groups the explained stuck Pods by (cause, subject), largest group first.

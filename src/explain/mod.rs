@@ -21,9 +21,10 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::Serialize;
 
 use crate::cli::ExplainArgs;
+pub use crate::core::reduce::stuck_containers;
 use gather::Subject;
 pub use gather::{Reads, Registry};
-pub use judge::{Cause, group, judge_secrets, stuck_containers};
+pub use judge::{Cause, group, judge_secrets};
 
 /// What was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
