@@ -14,7 +14,7 @@ use oci_client::Reference;
 use super::SecretRead;
 use super::judge::reference_of;
 use crate::cluster::registry::{self, Clients, ManifestResult, Reply, Target, Verdict};
-use crate::core::kubelet::{self, Keyring};
+use crate::core::kubelet::{self, ImageName, Keyring};
 use crate::core::reduce::stuck_containers;
 
 /// The reads `explain` makes.
@@ -117,10 +117,11 @@ pub enum Access {
     /// Not an image reference: nothing was asked.
     Invalid,
     /// No `auths` entry matched: the anonymous manifest check.
-    Anonymous(ManifestResult),
+    Anonymous { name: ImageName, manifest: ManifestResult },
     /// The matching entries in the kubelet's order, the logins tried until one was accepted,
     /// and the manifest check with the accepted one.
     Credentials {
+        name: ImageName,
         entries: Vec<Target>,
         logins: Vec<Verdict>,
         manifest: Option<ManifestResult>,
@@ -240,7 +241,8 @@ pub async fn access(registry: &impl Registry, keyring: &Keyring<Target>, image: 
     let reference = reference_of(&name);
     let entries = keyring.lookup(&name.repository());
     if entries.is_empty() {
-        return Access::Anonymous(registry.manifest(&reference, None).await);
+        let manifest = registry.manifest(&reference, None).await;
+        return Access::Anonymous { name, manifest };
     }
     let host = name.api_host();
     let mut logins = Vec::new();
@@ -255,6 +257,7 @@ pub async fn access(registry: &impl Registry, keyring: &Keyring<Target>, image: 
         }
     }
     Access::Credentials {
+        name,
         entries,
         logins,
         manifest,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::gather::{Access, Subject};
 use super::{Group, ImageVerdict, PodExplanation, SecretRead, Step, StepResult};
 use crate::cluster::registry::{self, Reply, Target};
-use crate::core::kubelet::{self, ImageName, Keyring};
+use crate::core::kubelet::{ImageName, Keyring};
 
 /// Why an image would not pull: the step of the kubelet's chain that fails. Serialized (and in
 /// the JSON answer) by these names.
@@ -192,9 +192,8 @@ pub fn judge_image(subject: &Subject, judged: &Judged, container: &str, image: &
         verdict: String::new(),
         fix: String::new(),
     };
-    let name = match (kubelet::parse_image_name(image), access) {
-        (Some(name), Access::Anonymous(_) | Access::Credentials { .. }) => name,
-        _ => {
+    match access {
+        Access::Invalid => {
             let why = format!("{image:?} is not an image reference");
             v.steps.push(step("match", StepResult::Failed, why.clone()));
             fail(
@@ -204,17 +203,14 @@ pub fn judge_image(subject: &Subject, judged: &Judged, container: &str, image: &
                 why,
                 "fix the image field of the container".into(),
             );
-            return v;
         }
-    };
-    match access {
-        Access::Anonymous(manifest) => judge_anonymous(&mut v, subject, judged, &name, manifest),
+        Access::Anonymous { name, manifest } => judge_anonymous(&mut v, subject, judged, name, manifest),
         Access::Credentials {
+            name,
             entries,
             logins,
             manifest,
-        } => judge_with_credentials(&mut v, &name, entries, logins, manifest.as_ref()),
-        Access::Invalid => {}
+        } => judge_with_credentials(&mut v, name, entries, logins, manifest.as_ref()),
     }
     v
 }
