@@ -124,15 +124,18 @@ pub fn process_environment() -> Result<Vec<(String, String)>> {
 /// Whether the summary was asked for as JSON, read on its own: a configuration that fails to
 /// validate still answers a script that asked for JSON with one object on stdout.
 pub fn wants_json(env: &[(String, String)]) -> bool {
-    env.iter().any(|(k, v)| k == "PULLSECRET_OUTPUT" && v.trim() == "json")
+    let output = parse_format("PULLSECRET_OUTPUT", value_of(env, "PULLSECRET_OUTPUT"));
+    matches!(output, Ok(Format::Json))
 }
 
 /// The one setting `explain` takes from the environment: the registries' extra CA bundle.
 pub fn registry_ca_file(env: &[(String, String)]) -> Option<String> {
-    env.iter()
-        .find(|(k, _)| k == "PULLSECRET_REGISTRY_CA_FILE")
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    non_empty(value_of(env, "PULLSECRET_REGISTRY_CA_FILE"))
+}
+
+/// One variable's value, read as `Config::from_env` reads it (then trimmed by [`non_empty`]).
+fn value_of(env: &[(String, String)], name: &str) -> Option<String> {
+    env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
 /// The variables [`Raw`] reads, derived from its fields (so a field cannot go unread or a
