@@ -49,28 +49,14 @@ fn code_lines(text: &str) -> Vec<&str> {
     lines[..end].to_vec()
 }
 
-/// Every layer named by a `crate::` path in these lines, with the line number.
+/// Every layer named by a `crate::` path in these lines, with the line number (once per line
+/// and layer).
 fn crate_paths(lines: &[&str]) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-            if name.is_empty() {
-                // `use crate::{a, b}`: every name in the braces.
-                let inner = rest.trim_start_matches('{');
-                let inner = inner.split('}').next().unwrap_or("");
-                for n in inner.split(',') {
-                    let n = n.trim().split("::").next().unwrap_or("").to_owned();
-                    if !n.is_empty() {
-                        out.push((i + 1, n));
-                    }
-                }
-            } else {
-                out.push((i + 1, name));
-            }
+    let mut out: Vec<(usize, String)> = Vec::new();
+    for (line, path) in full_paths(lines) {
+        let layer = path.split("::").next().unwrap_or_default().to_owned();
+        if !out.contains(&(line, layer.clone())) {
+            out.push((line, layer));
         }
     }
     out
@@ -90,11 +76,11 @@ fn module_of(relative: &Path) -> Option<String> {
     }
 }
 
-/// Every `crate::` path in these lines, whole (`crate::core::{glob, names}` gives
-/// `core::glob` and `core::names`).
-fn full_paths(lines: &[&str]) -> Vec<String> {
+/// Every `crate::` path in these lines, whole, with its line number: `crate::core::{glob, names}`
+/// gives `core::glob` and `core::names`, `crate::{cli, run}` gives `cli` and `run`.
+fn full_paths(lines: &[&str]) -> Vec<(usize, String)> {
     let mut out = Vec::new();
-    for line in lines {
+    for (i, line) in lines.iter().enumerate() {
         let code = line.split("//").next().unwrap_or("");
         let mut rest = code;
         while let Some(at) = rest.find("crate::") {
@@ -104,18 +90,27 @@ fn full_paths(lines: &[&str]) -> Vec<String> {
                 .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
                 .collect();
             let prefix = path.trim_end_matches(':');
-            if path.ends_with("::") && rest[path.len()..].starts_with('{') {
+            let braces = (path.is_empty() || path.ends_with("::")) && rest[path.len()..].starts_with('{');
+            if braces {
                 let inner = rest[path.len() + 1..].split('}').next().unwrap_or("");
                 for item in inner.split(',') {
-                    let item = item.trim().split("::").next().unwrap_or("").trim();
-                    if !item.is_empty() && item != "self" {
-                        out.push(format!("{prefix}::{item}"));
-                    } else if item == "self" {
-                        out.push(prefix.to_owned());
+                    // `name`, `name::more` or `name as alias`: the name.
+                    let item = item
+                        .split("::")
+                        .next()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("");
+                    match (item, prefix.is_empty()) {
+                        ("", _) => {}
+                        ("self", _) => out.push((i + 1, prefix.to_owned())),
+                        (item, true) => out.push((i + 1, item.to_owned())),
+                        (item, false) => out.push((i + 1, format!("{prefix}::{item}"))),
                     }
                 }
             } else if !prefix.is_empty() {
-                out.push(prefix.to_owned());
+                out.push((i + 1, prefix.to_owned()));
             }
         }
     }
@@ -177,7 +172,7 @@ fn no_module_imports_in_a_circle() {
     let modules: std::collections::BTreeSet<String> = code_files.iter().map(|(m, _)| m.clone()).collect();
     let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
     for (module, text) in &code_files {
-        for path in full_paths(&code_lines(text)) {
+        for (_, path) in full_paths(&code_lines(text)) {
             if let Some(to) = module_named(&path, &modules)
                 && to != *module
             {
@@ -305,10 +300,13 @@ fn the_rules_see_what_they_judge() {
             .iter()
             .map(|s| s.to_string())
             .collect();
-    let paths = full_paths(&[
+    let paths: Vec<String> = full_paths(&[
         "use crate::core::{glob, names::check};",
         "let x = crate::sources::provider::load(); crate::sources::Source::X",
-    ]);
+    ])
+    .into_iter()
+    .map(|(_, p)| p)
+    .collect();
     assert_eq!(
         paths,
         [
@@ -341,9 +339,10 @@ fn the_rules_see_what_they_judge() {
         "use crate::cli::config::Config;",
         "use crate::core::{glob, names};",
         "    let x = crate::run::go(); // crate::explain",
+        "use crate::{apply, sources::Source};",
     ];
     let found: Vec<String> = crate_paths(&code).into_iter().map(|(_, n)| n).collect();
-    assert_eq!(found, ["cli", "core", "run"]);
+    assert_eq!(found, ["cli", "core", "run", "apply", "sources"]);
     let f = [
         "fn a() {",
         "    x",
