@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::time::{Instant, timeout_at};
 
 use crate::core::model::Severity;
-use crate::core::summary::{Summary, problem};
+use crate::core::summary::{Problem, Summary, problem};
 use crate::core::{FIELD_MANAGER, INVENTORY_NAME};
 use crate::sources::Source;
 
@@ -82,13 +82,17 @@ pub fn events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
     let a = &summary.service_accounts;
     let changed = s.created + s.updated + s.deleted + a.patched + summary.pods.evicted > 0;
     // Info (an accepted conflict) is in the summary only: no Event, every run.
-    let noteworthy = summary.problems.iter().filter(|p| p.severity != Severity::Info).count();
-    if summary.dry_run || summary.error.is_some() || (!changed && noteworthy == 0) {
+    let noteworthy: Vec<&Problem> = summary
+        .problems
+        .iter()
+        .filter(|p| p.severity != Severity::Info)
+        .collect();
+    if summary.dry_run || summary.error.is_some() || (!changed && noteworthy.is_empty()) {
         return vec![];
     }
-    let mut out = vec![run_event(summary, anchor, noteworthy)];
+    let mut out = vec![run_event(summary, anchor, noteworthy.len())];
     out.extend(eviction_events(summary));
-    out.extend(problem_events(summary, anchor));
+    out.extend(problem_events(&noteworthy, anchor));
     cap_events(out)
 }
 
@@ -149,9 +153,9 @@ fn eviction_events(summary: &Summary) -> Vec<EventSpec> {
 }
 
 /// A Warning on each problem's object; run-level problems are in the run's Event.
-fn problem_events(summary: &Summary, anchor: &Anchor) -> Vec<EventSpec> {
+fn problem_events(noteworthy: &[&Problem], anchor: &Anchor) -> Vec<EventSpec> {
     let mut out = Vec::new();
-    for p in summary.problems.iter().filter(|p| p.severity != Severity::Info) {
+    for p in noteworthy {
         // Run-level problems (no object) are in the summary Event; the inventory lives in the
         // source namespace.
         let namespace = match (p.kind.as_str(), p.namespace.is_empty()) {
