@@ -103,7 +103,8 @@ fn reconcile(config: &Config) -> ExitCode {
             s.api_requests = counter.snapshot();
             s
         });
-        if apply::stop_requested() {
+        // A signal during a watch window only ends the window: the run is judged as it stands.
+        if apply::stop_reason() == Some(apply::Stop::Signal) && summary.watch.is_none() {
             summary.stopped();
         }
         push_metrics(config, &mut summary).await;

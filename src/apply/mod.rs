@@ -21,35 +21,64 @@ const ATTEMPTS: usize = 6;
 /// flight get this long to finish; none starts.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-fn stop_channel() -> &'static tokio::sync::watch::Sender<bool> {
-    static STOP: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> = std::sync::OnceLock::new();
-    STOP.get_or_init(|| tokio::sync::watch::channel(false).0)
+/// Why writes stop before the run is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// Another run holds the Lease now: this one must not write any more.
+    LeaseLost,
+}
+
+fn stop_channel() -> &'static tokio::sync::watch::Sender<Option<Stop>> {
+    static STOP: std::sync::OnceLock<tokio::sync::watch::Sender<Option<Stop>>> = std::sync::OnceLock::new();
+    STOP.get_or_init(|| tokio::sync::watch::channel(None).0)
 }
 
 /// Asks the run to stop: no write starts from now on, and those in flight get [`STOP_GRACE`].
 pub fn request_stop() {
-    stop_channel().send_replace(true);
+    stop_for(Stop::Signal);
+}
+
+/// The first reason given is kept.
+pub fn stop_for(reason: Stop) {
+    stop_channel().send_if_modified(|current| {
+        let first = current.is_none();
+        if first {
+            *current = Some(reason);
+        }
+        first
+    });
 }
 
 pub fn stop_requested() -> bool {
+    stop_reason().is_some()
+}
+
+pub fn stop_reason() -> Option<Stop> {
     *stop_channel().borrow()
 }
 
-/// Resolves [`STOP_GRACE`] after a stop request (never without one).
-async fn stopped_and_grace_passed() {
+/// Resolves when a stop is requested (at once if it already was).
+pub async fn stop_requested_now() {
     let mut rx = stop_channel().subscribe();
-    if rx.wait_for(|stop| *stop).await.is_ok() {
-        tokio::time::sleep(STOP_GRACE).await;
-    } else {
+    if rx.wait_for(Option::is_some).await.is_err() {
         std::future::pending::<()>().await;
     }
 }
 
+/// Resolves [`STOP_GRACE`] after a stop request (never without one).
+async fn stopped_and_grace_passed() {
+    stop_requested_now().await;
+    tokio::time::sleep(STOP_GRACE).await;
+}
+
 fn stop_status(when: &str) -> Status {
-    Status::Failed(Failure::new(
-        "Stopped",
-        format!("the run was asked to stop (SIGTERM) {when}; the next run does it"),
-    ))
+    let why = match stop_reason() {
+        Some(Stop::LeaseLost) => "another run took the Lease",
+        _ => "the run was asked to stop (SIGTERM)",
+    };
+    Status::Failed(Failure::new("Stopped", format!("{why} {when}; the next run does it")))
 }
 
 /// A refused or failed API call: the HTTP status when there was one, and what to report.

@@ -46,6 +46,7 @@ struct Raw {
     dry_run: Option<String>,
     concurrency: Option<String>,
     timeout_secs: Option<String>,
+    watch: Option<String>,
     output: Option<String>,
     log_format: Option<String>,
     verify: Option<String>,
@@ -75,6 +76,9 @@ pub struct Config {
     pub dry_run: DryRun,
     pub concurrency: usize,
     pub timeout: Duration,
+    /// The watch window: the run keeps watching and reacting until this long after it started;
+    /// zero = off.
+    pub watch: Duration,
     pub output: Format,
     pub log_format: Format,
     /// Write Events for problems and for runs that changed something.
@@ -220,6 +224,7 @@ fn validate(mut raw: Raw, force_dry_run: bool) -> Result<Config> {
     };
     let concurrency = parse_number("PULLSECRET_CONCURRENCY", raw.concurrency.take(), 16, 1, 256)? as usize;
     let timeout = parse_number("PULLSECRET_TIMEOUT_SECS", raw.timeout_secs.take(), 300, 1, 86_400)?;
+    let watch = watch_window(raw.watch.take(), dry_run)?;
     Ok(Config {
         source,
         source_namespace,
@@ -227,6 +232,7 @@ fn validate(mut raw: Raw, force_dry_run: bool) -> Result<Config> {
         dry_run,
         concurrency,
         timeout: Duration::from_secs(timeout),
+        watch,
         output: parse_format("PULLSECRET_OUTPUT", raw.output.take())?,
         log_format: parse_format("PULLSECRET_LOG_FORMAT", raw.log_format.take())?,
         events: parse_bool("PULLSECRET_EVENTS", raw.events.take(), true)?,
@@ -234,6 +240,29 @@ fn validate(mut raw: Raw, force_dry_run: bool) -> Result<Config> {
         verify,
         registry_ca_file,
     })
+}
+
+/// The longest window: a day, like the longest run deadline.
+const MAX_WATCH: Duration = Duration::from_secs(86_400);
+
+/// `PULLSECRET_WATCH`: a Go duration (`4m30s`), `0` or unset = no window. A window writes as it
+/// goes, so a dry run with one is refused rather than silently shortened.
+fn watch_window(value: Option<String>, dry_run: DryRun) -> Result<Duration> {
+    let Some(v) = non_empty(value) else {
+        return Ok(Duration::ZERO);
+    };
+    let window = crate::sources::provider::parse_go_duration(&v)
+        .map_err(|e| anyhow::anyhow!("PULLSECRET_WATCH: expected a Go duration such as 4m30s or 0, got {v:?}: {e}"))?;
+    if window > MAX_WATCH {
+        bail!("PULLSECRET_WATCH: at most 24h, got {v:?}");
+    }
+    if !window.is_zero() && dry_run != DryRun::Off {
+        bail!(
+            "PULLSECRET_WATCH={v} cannot be combined with PULLSECRET_DRY_RUN (or --dry-run): a watch window writes as \
+             it reacts; unset one of them"
+        );
+    }
+    Ok(window)
 }
 
 /// Which credentials-source variables are set, by name.
@@ -540,6 +569,34 @@ mod tests {
 
     fn err(pairs: &[(&str, &str)]) -> String {
         format!("{:#}", parse(pairs).expect_err("should fail"))
+    }
+
+    #[test]
+    fn the_watch_window_is_a_go_duration_and_refused_with_a_dry_run() {
+        let src = ("PULLSECRET_SOURCE_SECRETS", "a");
+        assert_eq!(parse(&[src]).unwrap().watch, Duration::ZERO, "off by default");
+        assert_eq!(parse(&[src, ("PULLSECRET_WATCH", "0")]).unwrap().watch, Duration::ZERO);
+        assert_eq!(
+            parse(&[src, ("PULLSECRET_WATCH", "4m30s")]).unwrap().watch,
+            Duration::from_secs(270)
+        );
+        let e = err(&[src, ("PULLSECRET_WATCH", "5 minutes")]);
+        assert!(e.contains("PULLSECRET_WATCH"), "{e}");
+        let e = err(&[src, ("PULLSECRET_WATCH", "25h")]);
+        assert!(e.contains("PULLSECRET_WATCH") && e.contains("24h"), "{e}");
+        for dry in [("PULLSECRET_DRY_RUN", "true"), ("PULLSECRET_DRY_RUN", "server")] {
+            let e = err(&[src, dry, ("PULLSECRET_WATCH", "1m")]);
+            assert!(
+                e.contains("PULLSECRET_WATCH") && e.contains("PULLSECRET_DRY_RUN"),
+                "{e}"
+            );
+        }
+        let e = format!(
+            "{:#}",
+            Config::from_env(env(&[src, ("PULLSECRET_WATCH", "1m")]), true).expect_err("--dry-run")
+        );
+        assert!(e.contains("--dry-run"), "{e}");
+        assert!(parse(&[src, ("PULLSECRET_DRY_RUN", "true"), ("PULLSECRET_WATCH", "0")]).is_ok());
     }
 
     #[test]

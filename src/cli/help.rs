@@ -79,7 +79,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "true: plan and report, write nothing (also --dry-run); server: send writes with dryRun=All",
     ),
     ("CONCURRENCY", "16", "writes in flight (1-256)"),
-    ("TIMEOUT_SECS", "300", "whole-run deadline in seconds"),
+    (
+        "TIMEOUT_SECS",
+        "300",
+        "deadline in seconds of the full pass (and of each reaction in a watch window)",
+    ),
+    (
+        "WATCH",
+        "0",
+        "a Go duration (4m30s): after the full pass keep watching, and react to new or relabelled namespaces, new ServiceAccounts, rotated sources, edited or deleted copies (and stuck Pods when healing), until this long after the run started; deletes wait for the next run; 0 = off; refused with a dry run",
+    ),
     ("OUTPUT", "text", "summary on stdout: text or json"),
     ("LOG_FORMAT", "text", "logs on stderr: text or json (RUST_LOG filters)"),
     (

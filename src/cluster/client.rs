@@ -159,6 +159,9 @@ pub struct Connection {
     pub client: Client,
     pub namespace: String,
     pub once: Client,
+    /// For watches: no read timeout (a quiet watch is not a hung one; kube's watcher has its own
+    /// idle timeout past the server's watch timeout).
+    pub watch: Client,
 }
 
 pub async fn connect(counter: &RequestCounter) -> Result<(Client, String)> {
@@ -176,6 +179,8 @@ pub async fn connect_all(counter: &RequestCounter) -> Result<Connection> {
     let namespace = config.default_namespace.clone();
     let mut single = config.clone();
     single.default_retry = false;
+    let mut watch = config.clone();
+    watch.read_timeout = None;
     let build = |config: kube::Config| -> Result<Client> {
         Ok(ClientBuilder::try_from(config)
             .context("building the Kubernetes client")?
@@ -186,5 +191,6 @@ pub async fn connect_all(counter: &RequestCounter) -> Result<Connection> {
         client: build(config)?,
         namespace,
         once: build(single)?,
+        watch: build(watch)?,
     })
 }

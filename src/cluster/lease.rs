@@ -88,7 +88,7 @@ pub async fn acquire(client: &Client, namespace: &str, identity: &str, wait: Dur
                     ..PostParams::default()
                 };
                 match api.create(&params, &lease).await {
-                    Ok(_) => return Ok(Acquired::Held(Box::new(Held::start(api, identity)))),
+                    Ok(l) => return Ok(Acquired::Held(Box::new(Held::start(api, identity, l)))),
                     Err(kube::Error::Api(s)) if s.code == 409 => continue,
                     Err(e) => return Err(e).with_context(context),
                 }
@@ -100,7 +100,7 @@ pub async fn acquire(client: &Client, namespace: &str, identity: &str, wait: Dur
                     "spec": claim(identity, transitions),
                 });
                 match api.patch(LEASE_NAME, &patch_params(), &Patch::Merge(body)).await {
-                    Ok(_) => return Ok(Acquired::Held(Box::new(Held::start(api, identity)))),
+                    Ok(l) => return Ok(Acquired::Held(Box::new(Held::start(api, identity, l)))),
                     // Someone else took it first: look again.
                     Err(kube::Error::Api(s)) if s.code == 409 => continue,
                     Err(e) => return Err(e).with_context(context),
@@ -123,19 +123,58 @@ fn patch_params() -> PatchParams {
     }
 }
 
-impl Held {
-    fn start(api: Api<Lease>, identity: &str) -> Held {
-        let (renew_api, me) = (api.clone(), identity.to_owned());
-        let renewer = tokio::spawn(async move {
-            let every = Duration::from_secs(u64::try_from(LEASE_SECONDS / 3).unwrap_or(5));
-            loop {
-                tokio::time::sleep(every).await;
-                let body = json!({ "spec": { "holderIdentity": me, "renewTime": now() } });
-                if let Err(e) = renew_api.patch(LEASE_NAME, &patch_params(), &Patch::Merge(body)).await {
-                    tracing::warn!(error = %e, "renewing the Lease failed");
-                }
-            }
+/// A renewal must succeed within this long of the last one, or the run stops writing: well
+/// before the Lease could expire in another run's eyes.
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Who holds `lease` now.
+fn holder(lease: &Lease) -> Option<&str> {
+    lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
+}
+
+/// Keeps the Lease: an update every third of its duration, guarded by the resourceVersion last
+/// seen. A conflict means someone else wrote it: still ours, renew from the fresh version; another
+/// holder, or no successful renewal for [`RENEW_DEADLINE`], stops every write at once.
+async fn renew(api: Api<Lease>, me: String, mut resource_version: Option<String>) {
+    let every = Duration::from_secs(u64::try_from(LEASE_SECONDS / 3).unwrap_or(5));
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        let body = json!({
+            "metadata": { "resourceVersion": resource_version },
+            "spec": { "holderIdentity": me, "renewTime": now() },
         });
+        match api.patch(LEASE_NAME, &patch_params(), &Patch::Merge(body)).await {
+            Ok(l) => {
+                resource_version = l.metadata.resource_version;
+                renewed = tokio::time::Instant::now();
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(LEASE_NAME).await {
+                Ok(Some(l)) if holder(&l) == Some(me.as_str()) => resource_version = l.metadata.resource_version,
+                Ok(l) => {
+                    let other = l.as_ref().and_then(holder).unwrap_or("nobody").to_owned();
+                    tracing::error!(holder = %other, "the Lease was taken over: no write starts any more");
+                    crate::apply::stop_for(crate::apply::Stop::LeaseLost);
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the Lease after a conflict failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "renewing the Lease failed"),
+        }
+        if renewed.elapsed() >= RENEW_DEADLINE {
+            tracing::error!(
+                seconds = RENEW_DEADLINE.as_secs(),
+                "the Lease could not be renewed in time: no write starts any more"
+            );
+            crate::apply::stop_for(crate::apply::Stop::LeaseLost);
+            return;
+        }
+    }
+}
+
+impl Held {
+    fn start(api: Api<Lease>, identity: &str, lease: Lease) -> Held {
+        let renewer = tokio::spawn(renew(api.clone(), identity.to_owned(), lease.metadata.resource_version));
         Held {
             api,
             identity: identity.to_owned(),

@@ -1,5 +1,5 @@
 //! The cluster and the network: the counted API client, reads (paged lists), writes (server-side
-//! apply behind `apply::Cluster`), Events, the Lease, registry HTTP and the Pushgateway.
+//! apply behind `apply::Cluster`), Events, the Lease, the watch window's watches, registry HTTP and the Pushgateway.
 
 pub mod client;
 pub mod events;
@@ -7,4 +7,5 @@ pub mod lease;
 pub mod pushgateway;
 pub mod reads;
 pub mod registry;
+pub mod watch;
 pub mod writes;

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod reduce;
 pub mod registry;
 pub mod summary;
+pub mod watch;
 
 /// Field manager of every write, and the value of our managed-by label. Never change it:
 /// server-side apply ownership is keyed by it.

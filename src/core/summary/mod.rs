@@ -34,6 +34,9 @@ pub struct Summary {
     /// With PULLSECRET_VERIFY: each source registry's login check.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub registries: Vec<crate::core::registry::RegistryCheck>,
+    /// With PULLSECRET_WATCH: the window after the full pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::core::watch::WatchReport>,
 }
 
 /// One registry's credential lifetime, from the plugin's `cacheDuration`.
@@ -251,6 +254,60 @@ impl Summary {
         ));
         s.converged = false;
         s
+    }
+
+    /// Adds what a watch window did: its writes (counted and listed like the full pass's), its
+    /// conflicts not reported yet, and `problems` of its own. A failure the full pass reported
+    /// for an object the window then wrote successfully is no longer a problem: convergence is
+    /// judged as the window ends.
+    pub fn add_window(
+        &mut self,
+        outcomes: &[Outcome],
+        problems: Vec<Problem>,
+        report: crate::core::watch::WatchReport,
+    ) {
+        for o in outcomes {
+            let a = &o.action;
+            if matches!(o.status, Status::Done { .. }) {
+                self.problems.retain(|p| {
+                    !(p.severity == Severity::Error
+                        && p.kind == a.kind.as_str()
+                        && p.namespace == a.namespace
+                        && p.name == a.name)
+                });
+            }
+            let new_conflict = match &a.op {
+                Op::Conflict { reason, .. } | Op::AcceptedConflict { reason, .. } => !self
+                    .problems
+                    .iter()
+                    .any(|p| p.namespace == a.namespace && p.name == a.name && p.reason == *reason),
+                _ => false,
+            };
+            if a.op.is_write() || new_conflict {
+                self.count(o);
+            }
+        }
+        self.problems.extend(problems);
+        self.converged = !self.problems.iter().any(|p| p.severity == Severity::Error);
+        self.watch = Some(report);
+    }
+
+    /// Marks a run that lost its Lease to another run mid-way: it stopped writing at once; not
+    /// converged (exit 1).
+    pub fn lease_lost(&mut self, namespace: &str, name: &str) {
+        let message = format!(
+            "the Lease {namespace}/{name} was taken over or could not be renewed in time: this run stopped writing \
+             at once; the run holding it now goes on"
+        );
+        self.problems.push(problem(
+            namespace,
+            "Lease",
+            name,
+            "LeaseLost",
+            &message,
+            Severity::Error,
+        ));
+        self.converged = false;
     }
 
     /// Marks a run that was asked to stop (SIGTERM): not converged, whatever it got done.

@@ -1,5 +1,7 @@
-//! One run, stage after stage: source -> verify -> Lease -> observe -> plan -> apply -> report ->
-//! Events; and the metrics push after it.
+//! One run, stage after stage: source -> verify -> Lease -> observe -> plan -> apply -> report,
+//! then the watch window (`window.rs`) when one is set, then Events; and the metrics push after it.
+
+mod window;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -10,7 +12,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::cli::config::Config;
 use crate::cluster::{client, events, lease, pushgateway, reads, registry, writes};
-use crate::core::model::{self, Credential, DryRun, Observed, Plan, Policy};
+use crate::core::model::{self, Credential, DryRun, Observed, Plan, Policy, Status};
 use crate::core::plan;
 use crate::core::summary::{self, Summary};
 use crate::{apply, sources};
@@ -75,9 +77,18 @@ pub async fn run(
     } else {
         None
     };
-    let summary = reconcile(config, connection, source_namespace, loaded, registries, deadline).await;
+    let pass = reconcile(config, connection, source_namespace, loaded, registries, deadline).await;
+    let mut summary = match pass {
+        Ok(pass) => watch_then_report(config, connection, source_namespace, pass, started).await,
+        Err(e) => Err(e),
+    };
     if let Some(held) = lease {
         held.release().await;
+    }
+    if let Ok(s) = &mut summary
+        && apply::stop_reason() == Some(apply::Stop::LeaseLost)
+    {
+        s.lease_lost(source_namespace, lease::LEASE_NAME);
     }
     let mut summary = summary?;
     summary.api_requests = counter.snapshot();
@@ -143,7 +154,52 @@ pub async fn read_and_plan(
     Ok((plan, observed))
 }
 
-/// Observe, plan, apply, report and notify, under the Lease.
+/// What the full pass leaves for the window and the report.
+struct Pass {
+    summary: Summary,
+    credentials: Vec<Credential>,
+    /// The observed state with the pass's own writes in it.
+    store: crate::core::watch::Store,
+    evicted: usize,
+}
+
+/// After the full pass: the watch window when one is set (and the pass was not stopped), then
+/// the Events, once, for the whole run.
+async fn watch_then_report(
+    config: &Config,
+    connection: &client::Connection,
+    source_namespace: &str,
+    pass: Pass,
+    started: Instant,
+) -> Result<Summary> {
+    let mut summary = pass.summary;
+    let end = started + config.watch;
+    if !config.watch.is_zero() && config.dry_run == DryRun::Off && !apply::stop_requested() {
+        let w = window::Window {
+            config,
+            connection,
+            source_namespace,
+            credentials: pass.credentials,
+            store: pass.store,
+            evicted: pass.evicted,
+        };
+        let watched = window::watch(w, end).await;
+        summary.add_window(&watched.outcomes, watched.problems, watched.report);
+    }
+    if config.events {
+        let anchor = events::Anchor::of(&config.source, source_namespace);
+        events::send(
+            &connection.client,
+            &mut summary,
+            &anchor,
+            Instant::now() + events::BUDGET,
+        )
+        .await;
+    }
+    Ok(summary)
+}
+
+/// Observe, plan, apply and report, under the Lease.
 async fn reconcile(
     config: &Config,
     connection: &client::Connection,
@@ -151,15 +207,15 @@ async fn reconcile(
     loaded: sources::Loaded,
     registries: Vec<registry::RegistryCheck>,
     deadline: Instant,
-) -> Result<Summary> {
+) -> Result<Pass> {
     let client = &connection.client;
     let reader = reads::Reader::new(client.clone());
     let read = async {
         let credentials = loaded.credentials;
         let (plan, observed) = read_and_plan(&reader, &config.policy, &credentials, source_namespace).await?;
-        anyhow::Ok((credentials, loaded.expiries, plan, observed.service_accounts_listed))
+        anyhow::Ok((credentials, loaded.expiries, plan, observed))
     };
-    let (credentials, expiries, mut plan, listed) = timeout_at(deadline, read).await.map_err(|_| {
+    let (credentials, expiries, mut plan, observed) = timeout_at(deadline, read).await.map_err(|_| {
         anyhow!(
             "the run deadline ({}s) passed while reading the cluster",
             config.timeout.as_secs()
@@ -187,19 +243,24 @@ async fn reconcile(
                 concurrency: config.concurrency,
                 deadline,
             };
-            apply::execute(Arc::new(cluster), actions, credentials.into(), limits).await
+            apply::execute(Arc::new(cluster), actions, credentials.clone().into(), limits).await
         }
     };
 
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);
-    summary.service_accounts.listed = listed.as_str();
+    summary.service_accounts.listed = observed.service_accounts_listed.as_str();
     summary.add_expiries(&expiries, unix_now().as_secs());
     summary.add_registries(registries);
-    if config.events {
-        let anchor = events::Anchor::of(&config.source, source_namespace);
-        events::send(client, &mut summary, &anchor, Instant::now() + events::BUDGET).await;
+    let mut store = crate::core::watch::Store::new(observed);
+    for o in outcomes.iter().filter(|o| matches!(o.status, Status::Done { .. })) {
+        store.wrote(&o.action, &credentials);
     }
-    Ok(summary)
+    Ok(Pass {
+        evicted: summary.pods.evicted,
+        summary,
+        credentials,
+        store,
+    })
 }
 
 /// After a run (finished or stopped): push its metrics when a Pushgateway is configured. A dry run
