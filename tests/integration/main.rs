@@ -21,3 +21,4 @@ mod prune;
 mod reconcile;
 mod shipping;
 mod verify;
+mod watch;

@@ -62,7 +62,8 @@ pub fn install(cp: &ControlPlane) {
 pub fn shipped_vars() -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = config_env()
         .into_iter()
-        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT")
+        // One-shot runs here: the watch window has its own tests (tests/integration/watch.rs).
+        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT" && k != "PULLSECRET_WATCH")
         .collect();
     vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), HOME.into()));
     vars
@@ -97,6 +98,34 @@ fn the_jobs_deadline_is_the_tools_deadline_plus_its_reporting_time() {
         deadline,
         timeout + 120,
         "manifests/cronjob.yaml and config.env drifted apart"
+    );
+}
+
+#[test]
+fn the_shipped_window_tiles_the_schedule() {
+    let window = config_env()
+        .into_iter()
+        .find(|(k, _)| k == "PULLSECRET_WATCH")
+        .map(|(_, v)| pullsecret_reconciler::sources::provider::parse_go_duration(&v).unwrap())
+        .expect("config.env sets PULLSECRET_WATCH");
+    let cronjob =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/cronjob.yaml")).unwrap();
+    assert!(cronjob.contains(r#"schedule: "*/5 * * * *""#), "a 5-minute schedule");
+    assert!(cronjob.contains("concurrencyPolicy: Forbid"));
+    let deadline = cronjob
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("activeDeadlineSeconds:"))
+        .map(|v| v.trim().parse::<u64>().unwrap())
+        .unwrap();
+    let (window, period) = (window.as_secs(), 300);
+    assert!(window < period, "a run ends before the next one is due ({window}s)");
+    assert!(
+        period - window <= 30,
+        "no uncovered gap over ~30 s between windows ({window}s)"
+    );
+    assert!(
+        window + 30 + 20 < deadline,
+        "the Job's deadline ({deadline}s) leaves room for the window, one reaction and the report"
     );
 }
 
