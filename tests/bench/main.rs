@@ -7,6 +7,7 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+mod window;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use support::{ControlPlane, fake_dockerconfig};
 const HOME: &str = "bench-home";
 const SECRET: &str = "regcred";
 
+#[derive(Clone)]
 struct Args {
     namespaces: usize,
     concurrency: usize,
@@ -31,6 +33,8 @@ struct Args {
     /// one Pod in each of K namespaces holds up (their old copies kept, checked every run).
     pods: usize,
     kept: usize,
+    /// `--window-only true`: the first run, then only the watch window's rows.
+    window_only: bool,
     out: PathBuf,
 }
 
@@ -41,6 +45,7 @@ fn args() -> Args {
         service_accounts: 10,
         pods: 0,
         kept: 0,
+        window_only: false,
         out: PathBuf::from("bench-results"),
     };
     let mut it = std::env::args().skip(1);
@@ -55,6 +60,7 @@ fn args() -> Args {
             "--pods" => a.pods = value.parse().expect("--pods P"),
             "--kept" => a.kept = value.parse().expect("--kept K"),
             "--out" => a.out = PathBuf::from(value),
+            "--window-only" => a.window_only = value.parse().expect("--window-only true|false"),
             other => panic!(
                 "unknown flag {other}; use --namespaces N --concurrency N --service-accounts-per-namespace K \
                  [--pods P --kept K] --out DIR"
@@ -98,6 +104,26 @@ async fn main() {
 
     let mut rows = Vec::new();
     rows.push(measure(cp, "first run", &args, &[]).await);
+    if !args.window_only {
+        rows.extend(one_shot_rows(cp, &client, &env, &args).await);
+    }
+    let (window_rows, latencies) = window::rows(cp, &client, &args).await;
+    rows.extend(window_rows);
+    cp.stop();
+    let title = format!(
+        "new namespace -> copy + ServiceAccount patched, {} namespaces, {} created at ~10/s",
+        args.namespaces,
+        latencies.len()
+    );
+    std::fs::create_dir_all(&args.out).unwrap();
+    std::fs::write(args.out.join("window-latency.svg"), window::svg(&latencies, &title)).unwrap();
+    write_results(&args, &rows);
+}
+
+/// The one-shot rows after the first run: steady state, healing, rotation, globs, a held rename.
+async fn one_shot_rows(cp: &'static ControlPlane, client: &Client, env: &support::TestEnv, args: &Args) -> Vec<Value> {
+    let args = args.clone();
+    let mut rows = Vec::new();
     rows.push(measure(cp, "steady state", &args, &[]).await);
     // Healing on with nothing stuck: one more paged list (Pending Pods), nothing else.
     let heal = [("PULLSECRET_HEAL_PODS", "evict")];
@@ -113,10 +139,12 @@ async fn main() {
     let all = [("PULLSECRET_SERVICE_ACCOUNTS", "*"), ("PULLSECRET_DRY_RUN", "true")];
     rows.push(measure(cp, "SERVICE_ACCOUNTS='*', dry run", &args, &all).await);
     if args.pods > 0 && args.kept > 0 {
-        rows.extend(rename_held_by_pods(cp, &client, &args).await);
+        rows.extend(rename_held_by_pods(cp, client, &args).await);
     }
-    cp.stop();
+    rows
+}
 
+fn write_results(args: &Args, rows: &[Value]) {
     std::fs::create_dir_all(&args.out).unwrap();
     let stem = args.out.join(format!(
         "bench-{}-k{}-c{}",
@@ -130,7 +158,7 @@ async fn main() {
         "runs": rows,
     });
     std::fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-    let table = markdown(&args, &rows);
+    let table = markdown(args, rows);
     std::fs::write(stem.with_extension("md"), &table).unwrap();
     println!("{table}");
     eprintln!("bench: wrote {}.json and .md", stem.display());
@@ -302,6 +330,7 @@ async fn measure_with(
     // Peak RSS: the kernel's high-water mark, read until the process exits.
     let pid = child.id().unwrap();
     let mut peak_kib = 0u64;
+    let mut cpu_ms = 0u64;
     let mut stdout = child.stdout.take().unwrap();
     let reader = tokio::spawn(async move {
         let mut s = String::new();
@@ -319,10 +348,19 @@ async fn measure_with(
         {
             peak_kib = peak_kib.max(kib);
         }
+        // utime + stime (clock ticks, 100 per second here), last read before the process exits.
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some(rest) = stat.rsplit(')').next()
+        {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if let (Some(u), Some(k)) = (f.get(11), f.get(12)) {
+                cpu_ms = (u.parse::<u64>().unwrap_or(0) + k.parse::<u64>().unwrap_or(0)) * 10;
+            }
+        }
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let wall = started.elapsed();
     let summary: Value = serde_json::from_str(reader.await.unwrap().trim()).unwrap();
@@ -351,6 +389,8 @@ async fn measure_with(
         "http_429": throttled as u64,
         "secrets": summary["secrets"],
         "service_accounts": summary["service_accounts"],
+        "cpu_ms": cpu_ms,
+        "watch": summary["watch"],
     });
     eprintln!("bench: {label}: {row}");
     assert_eq!(status.code(), Some(0), "{label} did not converge: {summary}");

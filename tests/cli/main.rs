@@ -77,6 +77,8 @@ bad_input! {
     malformed_glob: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_NAMESPACES" => "team_[a]"], "PULLSECRET_NAMESPACES: invalid name or glob";
     two_source_modes: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_REGISTRY_USERNAME" => "fake-user", "PULLSECRET_REGISTRY_PASSWORD" => PASSWORD], "more than one credentials source";
     no_source: [], "no credentials source";
+    watch_with_dry_run: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_DRY_RUN" => "true", "PULLSECRET_WATCH" => "4m30s"], "PULLSECRET_WATCH=4m30s cannot be combined with PULLSECRET_DRY_RUN";
+    malformed_watch: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_WATCH" => "5 minutes"], "PULLSECRET_WATCH: expected a Go duration";
     inline_invalid_json: ["PULLSECRET_DOCKERCONFIGJSON" => "{\"auths\": {\"r\": {\"auth\": \"ZmFrZS11c2VyOmZha2UtcHctN0hxMlp4\"}"], "PULLSECRET_DOCKERCONFIGJSON: not valid JSON";
     partial_registry_settings: ["PULLSECRET_REGISTRY_SERVER" => "registry.example.invalid", "PULLSECRET_REGISTRY_PASSWORD" => PASSWORD], "PULLSECRET_REGISTRY_USERNAME is required";
     unreadable_file: ["PULLSECRET_DOCKERCONFIGJSON_FILE" => "/nonexistent/config.json"], "PULLSECRET_DOCKERCONFIGJSON_FILE (/nonexistent/config.json): cannot read";
