@@ -46,6 +46,12 @@ cluster-down:
 bench namespaces="5000" concurrency="16" service_accounts="10":
     cargo run --release --locked --example bench -- --namespaces {{namespaces}} --concurrency {{concurrency}} --service-accounts-per-namespace {{service_accounts}}
 
+# The watch window's rows only (a first run, an idle window, a busy window), and its latency plot
+# regenerated into docs/ (docs/performance.md shows it): just bench-window 5000
+bench-window namespaces="5000":
+    cargo run --release --locked --example bench -- --namespaces {{namespaces}} --service-accounts-per-namespace 1 --window-only true --out bench-results
+    cp bench-results/window-latency.svg docs/window-latency-{{namespaces}}.svg
+
 # The product image without a Docker engine (buildah), from the release binary; with REF also
 # pushed: just image 127.0.0.1:5000/pullsecret-reconciler:0.1.0 CERT_DIR AUTHFILE
 image ref="" certs="" authfile="":

@@ -107,7 +107,7 @@ async fn main() {
     if !args.window_only {
         rows.extend(one_shot_rows(cp, &client, &env, &args).await);
     }
-    let (window_rows, latencies) = window::rows(cp, &client, &args).await;
+    let (window_rows, latencies) = window::rows(cp, &client, &env, &args).await;
     rows.extend(window_rows);
     cp.stop();
     let title = format!(

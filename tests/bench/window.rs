@@ -75,7 +75,12 @@ async fn until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 }
 
 /// The window rows, and the new-namespace latencies in milliseconds.
-pub async fn rows(cp: &'static ControlPlane, client: &Client, args: &Args) -> (Vec<Value>, Vec<u64>) {
+pub async fn rows(
+    cp: &'static ControlPlane,
+    client: &Client,
+    env: &support::TestEnv,
+    args: &Args,
+) -> (Vec<Value>, Vec<u64>) {
     let mut rows = Vec::new();
     // An idle window: what a window costs when nothing happens.
     let idle = [("PULLSECRET_WATCH", "30s")];
@@ -86,7 +91,14 @@ pub async fn rows(cp: &'static ControlPlane, client: &Client, args: &Args) -> (V
     let busy_args = args.clone();
     let busy = tokio::spawn(async move {
         let vars = [("PULLSECRET_WATCH", "60s")];
-        measure_with(cp, "window of 60 s: 100 new namespaces, one rotation", &busy_args, &vars, &support::binary()).await
+        measure_with(
+            cp,
+            "window of 60 s: 100 new namespaces, one rotation",
+            &busy_args,
+            &vars,
+            &support::binary(),
+        )
+        .await
     });
     // The full pass of a converged cluster is well under a second; give the watches their
     // first view too.
@@ -122,14 +134,14 @@ pub async fn rows(cp: &'static ControlPlane, client: &Client, args: &Args) -> (V
 
     // Rotation: every copy (those seen so far) must hold the new data.
     let fresh = fake_dockerconfig("bench-user", "bench-password-window");
-    let copies: BTreeSet<String> = seen.lock().unwrap().copies.keys().filter(|n| *n != HOME).cloned().collect();
-    let env = support::TestEnv {
-        id: "bench".into(),
-        client: client.clone(),
-        home: HOME.into(),
-        kubeconfig: cp.kubeconfig.clone(),
-        cp,
-    };
+    let copies: BTreeSet<String> = seen
+        .lock()
+        .unwrap()
+        .copies
+        .keys()
+        .filter(|n| *n != HOME)
+        .cloned()
+        .collect();
     let rotated_at = Instant::now();
     env.put_dockerconfig(HOME, SECRET, &fresh, &[]).await;
     until("every copy rotated", 60, || {

@@ -261,21 +261,7 @@ async fn a_windowed_run_keeps_its_lease_past_its_duration_and_a_second_run_waits
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_watch_connection_is_resumed_and_nothing_is_missed() {
     let env = TestEnv::new("wa4").await;
-    let src = env.name("regcred");
-    env.create_source(&src, "fake-user", "fake-password").await;
-    let a = env.name("a");
-    env.create_namespace(&a, &[], &[]).await;
-    let proxy = Proxy::start(env.cp.api_address()).await;
-    let dir = tempdir(&env);
-    let kubeconfig = proxy.kubeconfig(&env.kubeconfig, &dir);
-    let run = start(
-        &env,
-        &kubeconfig,
-        &[("PULLSECRET_SOURCE_SECRETS", src.as_str()), ("PULLSECRET_WATCH", "30s")],
-    )
-    .await;
-    wait_for("the full pass", 30, || lists(&env, &a, "default", &src)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (run, proxy, dir, src) = watching_through_proxy(&env, "30s").await;
     // Every connection through the proxy is cut as soon as data flows on it: the namespace's
     // own watch event kills the namespace watch.
     proxy.set(Mode::Drop, Duration::ZERO);
@@ -295,21 +281,7 @@ async fn a_dropped_watch_connection_is_resumed_and_nothing_is_missed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_that_cannot_come_back_ends_the_window_with_a_problem() {
     let env = TestEnv::new("wa5").await;
-    let src = env.name("regcred");
-    env.create_source(&src, "fake-user", "fake-password").await;
-    let a = env.name("a");
-    env.create_namespace(&a, &[], &[]).await;
-    let proxy = Proxy::start(env.cp.api_address()).await;
-    let dir = tempdir(&env);
-    let kubeconfig = proxy.kubeconfig(&env.kubeconfig, &dir);
-    let run = start(
-        &env,
-        &kubeconfig,
-        &[("PULLSECRET_SOURCE_SECRETS", src.as_str()), ("PULLSECRET_WATCH", "10m")],
-    )
-    .await;
-    wait_for("the full pass", 30, || lists(&env, &a, "default", &src)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (run, proxy, dir, _) = watching_through_proxy(&env, "10m").await;
     // The API server is gone for good (for this run): the Lease cannot be renewed and the
     // watches cannot come back. Whichever is noticed first ends the window; never a silent gap.
     proxy.set(Mode::Drop, Duration::ZERO);
@@ -332,6 +304,30 @@ async fn a_watch_that_cannot_come_back_ends_the_window_with_a_problem() {
         "{reasons:?}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A windowed run through a fault-injecting proxy, past its full pass and its watches' first
+/// view: (the run, the proxy, the temp folder, the source name).
+async fn watching_through_proxy(env: &TestEnv, window: &str) -> (Windowed, Proxy, std::path::PathBuf, String) {
+    let src = env.name("regcred");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    let a = env.name("a");
+    env.create_namespace(&a, &[], &[]).await;
+    let proxy = Proxy::start(env.cp.api_address()).await;
+    let dir = tempdir(env);
+    let kubeconfig = proxy.kubeconfig(&env.kubeconfig, &dir);
+    let run = start(
+        env,
+        &kubeconfig,
+        &[
+            ("PULLSECRET_SOURCE_SECRETS", src.as_str()),
+            ("PULLSECRET_WATCH", window),
+        ],
+    )
+    .await;
+    wait_for("the full pass", 30, || lists(env, &a, "default", &src)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (run, proxy, dir, src)
 }
 
 fn tempdir(env: &TestEnv) -> std::path::PathBuf {

@@ -72,17 +72,7 @@ async fn pods_admitted_before_any_run_name_the_secret_from_birth() {
     ];
     let list = json!({ "apiVersion": "v1", "kind": "List", "items": objects });
     let start = Instant::now();
-    // The namespace's default ServiceAccount appears a moment after the namespace: a Pod
-    // created before it is refused, so the apply is retried as a person would.
-    node::wait_for("one kubectl apply of the namespace and its workloads", 30, || async {
-        let out = cp.kubectl_stdin(&["apply", "-f", "-"], &list.to_string());
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    })
-    .await;
+    seed::apply_retried(cp, &list).await;
     let _teams = seed::remove_namespaces(cp, &[ns.clone(), excluded.clone(), probe.clone()], &env.home);
 
     let (stuck, message) = node::wait_pull_failed(&env.client, &ns, "app=web").await;

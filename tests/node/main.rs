@@ -12,3 +12,4 @@ mod heal;
 mod inject;
 mod rename;
 mod seed;
+mod window;

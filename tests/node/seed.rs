@@ -83,6 +83,12 @@ pub async fn create_source(env: &TestEnv, registry: &Registry) {
 
 /// `kubectl create job --from=cronjob/pullsecret-reconciler NAME`, waited for; the Pod's summary.
 pub async fn run_job(env: &TestEnv, name: &str) -> Value {
+    start_job(env, name);
+    finish_job(env, name, 240).await
+}
+
+/// `kubectl create job --from=cronjob/pullsecret-reconciler NAME`, not waited for.
+pub fn start_job(env: &TestEnv, name: &str) {
     ok(
         env.cp
             .kubectl()
@@ -98,9 +104,13 @@ pub async fn run_job(env: &TestEnv, name: &str) -> Value {
             .unwrap(),
         "kubectl create job",
     );
+}
+
+/// Waits up to `secs` for the Job `name` to succeed; its Pod's JSON summary.
+pub async fn finish_job(env: &TestEnv, name: &str, secs: u64) -> Value {
     let jobs: Api<Job> = Api::namespaced(env.client.clone(), HOME);
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), HOME);
-    let pod = node::wait_for(&format!("Job {name} to finish"), 240, || async {
+    let pod = node::wait_for(&format!("Job {name} to finish"), secs, || async {
         let job = jobs.get(name).await.unwrap();
         let status = job.status.unwrap_or_default();
         let list = pods
@@ -287,6 +297,21 @@ pub fn rendered(
         let _ = std::fs::remove_dir_all(&dir);
     });
     (yaml, guard)
+}
+
+/// One `kubectl apply` of `list` (a namespace and its workloads), retried as a person would: the
+/// namespace's default ServiceAccount appears a moment after the namespace, and a Pod created
+/// before it is refused.
+pub async fn apply_retried(cp: &ControlPlane, list: &Value) {
+    node::wait_for("one kubectl apply of the namespace and its workloads", 30, || async {
+        let out = cp.kubectl_stdin(&["apply", "-f", "-"], &list.to_string());
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    })
+    .await;
 }
 
 /// Runs its closure when dropped, also when the test fails: the next test installs the same
