@@ -335,12 +335,13 @@ mod tests {
                 terminating: false,
                 opted_out: false,
             };
+            // a's ServiceAccount no longer lists `old` (an earlier run moved it); b's and c's do.
             let sa = |namespace: &str| ServiceAccountState {
                 namespace: namespace.into(),
                 name: "default".into(),
                 resource_version: "1".into(),
-                pull_secrets: vec!["old".into()],
-                recorded: vec!["old".into()],
+                pull_secrets: if namespace == "a" { vec![] } else { vec!["old".into()] },
+                recorded: if namespace == "a" { vec![] } else { vec!["old".into()] },
                 list_appliers: vec![],
             };
             Ok(Observed {

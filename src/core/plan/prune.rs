@@ -17,6 +17,19 @@ pub(super) struct Candidate<'a> {
     deselection: bool,
 }
 
+fn unlisted_message(service_accounts: &[String]) -> String {
+    let shown: Vec<&str> = service_accounts
+        .iter()
+        .take(NAMED_IN_MESSAGE)
+        .map(String::as_str)
+        .collect();
+    format!(
+        "this run removes it from ServiceAccount(s) {}; a Pod admitted before that patch may still name it, so the \
+         next run deletes it once no Pod does",
+        shown.join(", ")
+    )
+}
+
 fn kept_message(named_by: &[String]) -> String {
     let shown: Vec<&str> = named_by.iter().take(NAMED_IN_MESSAGE).map(String::as_str).collect();
     let more = named_by.len().saturating_sub(NAMED_IN_MESSAGE);
@@ -148,8 +161,9 @@ impl<'a> World<'a> {
         out
     }
 
-    /// Deletes only what nothing names once this run's ServiceAccount edits are done; each delete
-    /// waits for the edits that stop naming it. The rest is kept, or refused without the Pods.
+    /// Deletes only what nothing names: no Pod or template, and no ServiceAccount — not even one
+    /// this run stops naming it (that copy waits for the next run, see [`Self::unlisted_here`]).
+    /// The rest is kept, or refused without the Pods.
     pub(super) fn delete_or_keep(&self, asm: &mut Assembly, candidates: &[Candidate], plan: &mut Plan) {
         let mut pods_unreadable = false;
         for c in candidates {
@@ -167,6 +181,7 @@ impl<'a> World<'a> {
                 }
             } else {
                 let named_by = self.named_by(&s.namespace, &s.name, &asm.final_lists);
+                let unlisted = self.unlisted_here(&s.namespace, &s.name, &asm.final_lists);
                 if !named_by.is_empty() {
                     Op::Kept {
                         reason: "StillReferenced",
@@ -178,6 +193,11 @@ impl<'a> World<'a> {
                         reason: "PodsNotListable",
                         message: "not deleted: Pods could not be listed to check that none still names it".into(),
                         names: vec![],
+                    }
+                } else if !unlisted.is_empty() {
+                    Op::Kept {
+                        reason: "UnlistedThisRun",
+                        message: unlisted_message(&unlisted),
                     }
                 } else {
                     Op::DeleteSecret {
@@ -262,6 +282,30 @@ impl<'a> World<'a> {
         let mut a = inventory_action(self, vec![], forget);
         a.after = after;
         asm.push(a);
+    }
+
+    /// The ServiceAccounts in `ns` that this run stops naming `name`. Until such a patch is
+    /// acknowledged the API server still copies the old list into every Pod it admits, and the
+    /// run read its Pods before the patch: a Pod admitted in between would carry a name whose
+    /// Secret is gone. So the copy waits for the next run, whose reference read comes after the
+    /// patch and sees such Pods.
+    fn unlisted_here(
+        &self,
+        ns: &str,
+        name: &str,
+        final_lists: &BTreeMap<(String, String), Vec<String>>,
+    ) -> Vec<String> {
+        self.service_accounts
+            .range((ns, "")..)
+            .take_while(|((n, _), _)| *n == ns)
+            .filter(|(_, sa)| {
+                sa.pull_secrets.iter().any(|n| n == name)
+                    && final_lists
+                        .get(&key(&sa.namespace, &sa.name))
+                        .is_some_and(|list| !list.iter().any(|n| n == name))
+            })
+            .map(|(_, sa)| sa.name.clone())
+            .collect()
     }
 
     /// What still names `name` in `ns` once this run's ServiceAccount edits are done.

@@ -273,31 +273,32 @@ fn rename_moves_our_entry_then_deletes_the_old_copy_then_forgets_the_name() {
         pods: no_pods(),
         ..Observed::default()
     };
-    let p = plan(
-        &policy(&["default"], Adopt::Patcher, true),
-        &[cred("new", "D")],
-        &observed,
-    );
-    let pos = |kind, name: &str| {
+    let pol = policy(&["default"], Adopt::Patcher, true);
+    let (p, next) = two_runs(&pol, &[cred("new", "D")], &observed);
+    let pos = |p: &Plan, kind, name: &str| {
         p.actions
             .iter()
             .position(|a| a.kind == kind && a.name == name && a.op.is_write())
             .unwrap()
     };
-    let patch = &p.actions[pos(Kind::ServiceAccount, "default")];
+    let patch = &p.actions[pos(&p, Kind::ServiceAccount, "default")];
     assert_eq!(patched_list(patch), &["x", "y", "new"]);
-    assert_eq!(patch.after, vec![pos(Kind::Secret, "new")]);
-    let delete = &p.actions[pos(Kind::Secret, "old")];
-    assert!(matches!(delete.op, Op::DeleteSecret { .. }));
-    assert_eq!(
-        delete.after,
-        vec![pos(Kind::ServiceAccount, "default")],
-        "delete waits for the edit"
+    assert_eq!(patch.after, vec![pos(&p, Kind::Secret, "new")]);
+    // A Pod admitted before the patch gets the old list: the old copy waits for the next run,
+    // whose reference read comes after the patch.
+    assert_eq!(kept_reason(&p, "a", "old"), "UnlistedThisRun");
+    assert!(deletes(&p).is_empty());
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(&a.op, Op::EditInventory { remove, .. } if !remove.is_empty())),
+        "the name is remembered until its last copy is gone"
     );
-    let forget = p.actions.last().unwrap();
+    // The next run deletes it (nothing names it any more), then forgets the name.
+    assert_eq!(deletes(&next), vec![("a".into(), "old".into())]);
+    let forget = next.actions.last().unwrap();
     assert!(matches!(&forget.op, Op::EditInventory { remove, .. } if remove == &["old"]));
-    assert!(forget.after.contains(&pos(Kind::Secret, "old")));
-    assert!(forget.after.contains(&pos(Kind::ServiceAccount, "default")));
+    assert!(forget.after.contains(&pos(&next, Kind::Secret, "old")));
 }
 
 #[test]
@@ -396,6 +397,20 @@ fn a_gitops_applier_of_the_list_is_named_in_a_warning() {
 // ---- prune safety ---------------------------------------------------------------------------
 
 /// `n` namespaces that each hold our copy and our recorded entry.
+/// The plans of two runs in a row, every write of the first done before the second.
+fn two_runs(pol: &Policy, creds: &[Credential], observed: &Observed) -> (Plan, Plan) {
+    let first = plan(pol, creds, observed);
+    let second = plan(pol, creds, &simulate(observed, &first, creds));
+    (first, second)
+}
+
+fn kept_reason(p: &Plan, ns: &str, name: &str) -> &'static str {
+    match &find(p, Kind::Secret, ns, name).op {
+        Op::Kept { reason, .. } => reason,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn converged(n: usize) -> Observed {
     let names: Vec<String> = (0..n).map(|i| format!("team-{i}")).collect();
     Observed {
@@ -444,9 +459,13 @@ fn deselecting_more_namespaces_than_the_limit_refuses_every_deselection() {
     // Raised: proceeds. No limit: proceeds.
     for limit in [11, 0] {
         pol.prune_limit = limit;
-        let p = plan(&pol, &[cred("regcred", "D")], &observed);
-        assert_eq!(deletes(&p).len(), 11);
+        let (p, next) = two_runs(&pol, &[cred("regcred", "D")], &observed);
         assert!(p.findings.is_empty());
+        assert_eq!(
+            deletes(&next).len(),
+            11,
+            "entries removed first, copies by the next run"
+        );
     }
 }
 
@@ -454,9 +473,10 @@ fn deselecting_more_namespaces_than_the_limit_refuses_every_deselection() {
 fn one_excluded_namespace_still_prunes_at_the_default_limit() {
     let mut pol = policy(&["default"], Adopt::Patcher, true);
     pol.exclude.push(Glob::new("team-3").unwrap());
-    let p = plan(&pol, &[cred("regcred", "D")], &converged(12));
-    assert_eq!(deletes(&p), vec![("team-3".into(), "regcred".into())]);
+    let (p, next) = two_runs(&pol, &[cred("regcred", "D")], &converged(12));
+    assert_eq!(kept_reason(&p, "team-3", "regcred"), "UnlistedThisRun");
     assert!(p.findings.is_empty());
+    assert_eq!(deletes(&next), vec![("team-3".into(), "regcred".into())]);
 }
 
 #[test]
@@ -466,12 +486,17 @@ fn a_rename_keeps_copies_still_named_by_a_pod_or_an_unmanaged_service_account() 
         .service_accounts
         .push(sa("team-1", "builder", &["regcred"], &[]));
     observed.pods = Pods::Read(vec![pod("team-2", "web-1", &["regcred"])]);
-    let p = plan(
+    let (p, next) = two_runs(
         &policy(&["default"], Adopt::Patcher, true),
         &[cred("regcred-v2", "D")],
         &observed,
     );
-    assert_eq!(deletes(&p), vec![("team-0".into(), "regcred".into())]);
+    assert!(
+        deletes(&p).is_empty(),
+        "every default ServiceAccount named it when the run began"
+    );
+    assert_eq!(kept_reason(&p, "team-0", "regcred"), "UnlistedThisRun");
+    assert_eq!(deletes(&next), vec![("team-0".into(), "regcred".into())]);
     let kept = |ns| match &find(&p, Kind::Secret, ns, "regcred").op {
         Op::Kept { reason, message } => (*reason, message.clone()),
         other => panic!("{other:?}"),
@@ -550,13 +575,13 @@ fn an_entry_naming_our_adopted_secret_is_ours_and_moves_on_rename() {
     ));
     let after = simulate(&observed, &p, &creds);
     assert_eq!(after.service_accounts[0].recorded, vec!["patcher-secret"], "claimed");
-    // A later rename moves the entry and then deletes the old copy.
-    let p = plan(&pol, &[cred("regcred", "D")], &after);
+    // A later rename moves the entry, and the run after it deletes the old copy.
+    let (p, next) = two_runs(&pol, &[cred("regcred", "D")], &after);
     assert_eq!(
         patched_list(find(&p, Kind::ServiceAccount, "a", "default")),
         &["x", "regcred"]
     );
-    assert_eq!(deletes(&p), vec![("a".into(), "patcher-secret".into())]);
+    assert_eq!(deletes(&next), vec![("a".into(), "patcher-secret".into())]);
 }
 
 // ---- property tests ------------------------------------------------------------------------
@@ -710,11 +735,29 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn planning_after_an_applied_plan_yields_nothing((pol, creds, observed) in arb_world()) {
+    fn planning_after_an_applied_plan_leaves_only_the_deletes_then_nothing((pol, creds, observed) in arb_world()) {
         let first = plan(&pol, &creds, &observed);
         let after = simulate(&observed, &first, &creds);
         let second = plan(&pol, &creds, &after);
-        prop_assert_eq!(writes(&second), 0, "second plan: {:#?}", second);
+        // What the first run unlisted, the second deletes (and forgets); nothing else.
+        for a in second.writes() {
+            let removal = matches!(&a.op, Op::EditInventory { add, .. } if add.is_empty());
+            prop_assert!(matches!(a.op, Op::DeleteSecret { .. }) || removal, "second plan: {:#?}", second);
+        }
+        let third = plan(&pol, &creds, &simulate(&after, &second, &creds));
+        prop_assert_eq!(writes(&third), 0, "third plan: {:#?}", third);
+    }
+
+    #[test]
+    fn a_copy_a_service_account_named_when_the_run_began_is_never_deleted((pol, creds, observed) in arb_world()) {
+        let p = plan(&pol, &creds, &observed);
+        for (ns, name) in deletes(&p) {
+            let listed = observed
+                .service_accounts
+                .iter()
+                .any(|sa| sa.namespace == ns && sa.pull_secrets.contains(&name));
+            prop_assert!(!listed, "{}/{} deleted while a ServiceAccount listed it: {:#?}", ns, name, p);
+        }
     }
 
     #[test]
