@@ -123,10 +123,10 @@ kubelet_says team-a "$(pod_of team-a)"
 step "5. A rename, reviewed first: regcred -> regcred-v2 (team-a's running Pod names regcred)"
 export PULLSECRET_SOURCE_SECRETS=regcred=regcred-v2
 run --dry-run
-step "6. The rename: every ServiceAccount moves to regcred-v2; the copy the Pod uses is kept"
+step "6. The rename: every ServiceAccount moves to regcred-v2; the old copies stay for this run"
 run
 k get secrets -A --field-selector metadata.name=regcred
-step "7. After a rollout restart nothing names regcred: the next run deletes the last old copy"
+step "7. After a rollout restart nothing names regcred: the next run deletes the old copies"
 restart
 run
 kubelet_says team-a "$(pod_of team-a)"

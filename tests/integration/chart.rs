@@ -230,7 +230,10 @@ fn the_chart_rbac_names_follow_the_configuration() {
     let own = rules(&o, "Role/pullsecret-reconciler");
     assert_eq!(
         own,
-        vec![(vec!["regcred".to_string(), "ghcr".to_string()], vec!["get".to_string()])]
+        vec![(
+            vec!["regcred".to_string(), "ghcr".to_string()],
+            ["get", "list", "watch"].map(String::from).to_vec()
+        )]
     );
 
     // The inline/file/registry modes: PULLSECRET_SECRET_NAME is written, no source Secret is read.

@@ -18,6 +18,7 @@ mod metrics;
 mod paging;
 mod providers;
 mod prune;
+mod race;
 mod reconcile;
 mod shipping;
 mod verify;

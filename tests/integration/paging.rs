@@ -199,5 +199,12 @@ async fn service_accounts_are_read_by_name_unless_a_glob_or_a_delete_asks_for_al
         env.secret(&namespaces[0], &src).await.is_some(),
         "kept: builder names it"
     );
-    assert!(env.secret(&namespaces[1], &src).await.is_none());
+    let next = env
+        .run(&[("PULLSECRET_SOURCE_SECRETS", &format!("{src}={other}"))])
+        .await;
+    assert_eq!(next.code, 0, "{next:?}");
+    assert!(
+        env.secret(&namespaces[1], &src).await.is_none(),
+        "deleted by the next run"
+    );
 }
