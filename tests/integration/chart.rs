@@ -328,7 +328,8 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
         .data
         .unwrap()
         .into_iter()
-        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT")
+        // One-shot runs here: the window has its own tests (tests/integration/watch.rs).
+        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT" && k != "PULLSECRET_WATCH")
         .collect();
     vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), NS.into()));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
