@@ -148,7 +148,11 @@ async fn with_healing_a_stuck_pod_is_evicted_within_the_window_and_its_replaceme
         .unwrap();
     node::wait_for("the full pass", 60, || async {
         let list = env.pull_secrets(&env.home, "default").await;
-        if list.iter().any(|n| n == "wheal-regcred") { Ok(()) } else { Err(format!("{list:?}")) }
+        if list.iter().any(|n| n == "wheal-regcred") {
+            Ok(())
+        } else {
+            Err(format!("{list:?}"))
+        }
     })
     .await;
     // Opt the namespace back in, as its owner would.
