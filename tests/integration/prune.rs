@@ -38,13 +38,13 @@ fn problem(run: &RunResult, reason: &str) -> Value {
         .unwrap_or_else(|| panic!("no {reason} problem: {}", run.stdout))
 }
 
-/// The copies a run kept for `reason`, sorted.
-fn kept_for(run: &RunResult, reason: &str) -> Vec<(String, String)> {
+/// (namespace, name) of the run's actions that `keep` selects, sorted.
+fn pairs(run: &RunResult, keep: impl Fn(&Value) -> bool) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = run.summary()["actions"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|a| a["action"] == "kept" && a["reason"] == reason)
+        .filter(|a| keep(a))
         .map(|a| {
             (
                 a["namespace"].as_str().unwrap().to_owned(),
@@ -56,21 +56,13 @@ fn kept_for(run: &RunResult, reason: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The copies a run kept for `reason`.
+fn kept_for(run: &RunResult, reason: &str) -> Vec<(String, String)> {
+    pairs(run, |a| a["action"] == "kept" && a["reason"] == reason)
+}
+
 fn actions(run: &RunResult, action: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = run.summary()["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["action"] == action)
-        .map(|a| {
-            (
-                a["namespace"].as_str().unwrap().to_owned(),
-                a["name"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+    pairs(run, |a| a["action"] == action)
 }
 
 async fn inventory(env: &TestEnv) -> Vec<String> {
