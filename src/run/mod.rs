@@ -78,17 +78,12 @@ pub async fn run(
         None
     };
     let pass = reconcile(config, connection, source_namespace, loaded, registries, deadline).await;
-    let mut summary = match pass {
+    let summary = match pass {
         Ok(pass) => watch_then_report(config, connection, source_namespace, pass, started).await,
         Err(e) => Err(e),
     };
     if let Some(held) = lease {
         held.release().await;
-    }
-    if let Ok(s) = &mut summary
-        && apply::stop_reason() == Some(apply::Stop::LeaseLost)
-    {
-        s.lease_lost(source_namespace, lease::LEASE_NAME);
     }
     let mut summary = summary?;
     summary.api_requests = counter.snapshot();
@@ -185,6 +180,10 @@ async fn watch_then_report(
         };
         let watched = window::watch(w, end).await;
         summary.add_window(&watched.outcomes, watched.problems, watched.report);
+    }
+    // Judged before the Events, so that they say what the summary says.
+    if apply::stop_reason() == Some(apply::Stop::LeaseLost) {
+        summary.lease_lost(source_namespace, lease::LEASE_NAME);
     }
     if config.events {
         let anchor = events::Anchor::of(&config.source, source_namespace);
