@@ -129,6 +129,14 @@ fn replace<T: PartialEq>(
     touched
 }
 
+/// The entries of `map` in `namespaces`.
+fn within<T: Clone>(map: &BTreeMap<Key, T>, namespaces: &BTreeSet<String>) -> Vec<T> {
+    map.iter()
+        .filter(|(k, _)| namespaces.contains(&k.0))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
 /// Inserts or replaces; the namespace when something changed.
 fn upsert<T: PartialEq>(map: &mut BTreeMap<Key, T>, k: Key, v: T) -> Option<String> {
     if map.get(&k) == Some(&v) {
@@ -284,10 +292,9 @@ impl Store {
         }
     }
 
-    /// The inventory as the full pass left it (names it recorded included).
-    pub fn set_inventory_names(&mut self, names: Vec<String>, resource_version: Option<String>) {
-        self.base.inventory.names = names;
-        self.base.inventory.resource_version = resource_version;
+    /// The names the inventory holds (those the full pass recorded included).
+    pub fn inventory_names(&self) -> &[String] {
+        &self.base.inventory.names
     }
 
     /// The observed state of `namespaces` only, for a plan of just those.
@@ -297,25 +304,9 @@ impl Store {
             .iter()
             .filter_map(|n| self.namespaces.get(n).cloned())
             .collect();
-        let within = |k: &Key| namespaces.contains(&k.0);
-        o.secrets = self
-            .secrets
-            .iter()
-            .filter(|(k, _)| within(k))
-            .map(|(_, s)| s.clone())
-            .collect();
-        o.service_accounts = self
-            .service_accounts
-            .iter()
-            .filter(|(k, _)| within(k))
-            .map(|(_, s)| s.clone())
-            .collect();
-        o.stuck = self
-            .stuck
-            .iter()
-            .filter(|(k, _)| within(k))
-            .map(|(_, p)| p.clone())
-            .collect();
+        o.secrets = within(&self.secrets, namespaces);
+        o.service_accounts = within(&self.service_accounts, namespaces);
+        o.stuck = within(&self.stuck, namespaces);
         o
     }
 }

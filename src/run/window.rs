@@ -50,7 +50,6 @@ pub struct Window<'a> {
 fn spec(w: &Window, end: Instant) -> watch::Spec {
     let policy = &w.config.policy;
     let targets: Vec<String> = w.credentials.iter().map(|c| c.target.clone()).collect();
-    let inventory = w.store.observed_in(&BTreeSet::new()).inventory.names;
     let service_accounts = if policy.service_accounts.is_empty() {
         vec![]
     } else if policy.service_accounts.iter().all(Glob::is_literal) {
@@ -71,7 +70,7 @@ fn spec(w: &Window, end: Instant) -> watch::Spec {
     };
     watch::Spec {
         namespace_selector: policy.namespace_selector.clone(),
-        secret_names: managed_names(&targets, &inventory),
+        secret_names: managed_names(&targets, w.store.inventory_names()),
         service_accounts,
         sources,
         pods: policy.heal == Heal::Evict,
