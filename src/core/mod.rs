@@ -25,6 +25,8 @@ pub const RECORD_ANNOTATION: &str = "pullsecret-reconciler/image-pull-secrets";
 pub const EXCLUDE_ANNOTATION: &str = "pullsecret-reconciler/exclude";
 /// On a same-name Secret its owner keeps on purpose: `accept` makes the conflict info.
 pub const CONFLICT_ANNOTATION: &str = "pullsecret-reconciler/conflict";
+/// `"true"` on a copy of ours: prune never deletes it (references prune cannot see).
+pub const KEEP_ANNOTATION: &str = "pullsecret-reconciler/keep";
 pub const PATCHER_EXCLUDE_ANNOTATION: &str = "k8s.titansoft.com/imagepullsecret-patcher-exclude";
 /// ConfigMap in the source namespace listing the target names earlier runs wrote.
 pub const INVENTORY_NAME: &str = "pullsecret-reconciler-inventory";

@@ -185,8 +185,8 @@ pub struct PodState {
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
-    /// Only the managed names among the Pod's `spec.imagePullSecrets`.
-    pub pull_secrets: Vec<String>,
+    /// The managed names among every Secret the Pod uses (see [`crate::core::reduce::secrets_used`]).
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +211,8 @@ pub struct SecretState {
     /// Its owner annotated it `pullsecret-reconciler/conflict: "accept"`: a same-name Secret that
     /// is meant to be theirs (reported as info, never counted against convergence).
     pub conflict_accepted: bool,
+    /// Annotated `pullsecret-reconciler/keep: "true"`: held by hand, never pruned.
+    pub keep: bool,
     pub source_annotation: Option<String>,
     /// `.dockerconfigjson`, the only key we compare.
     pub data: Option<Vec<u8>>,

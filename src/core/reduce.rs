@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectM
 
 use crate::core::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState, StuckPod};
 use crate::core::{
-    CONFLICT_ANNOTATION, DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INVENTORY_KEY, MANAGED_BY_LABEL,
-    PATCHER, PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION, SOURCE_ANNOTATION,
+    CONFLICT_ANNOTATION, DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INVENTORY_KEY, KEEP_ANNOTATION,
+    MANAGED_BY_LABEL, PATCHER, PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION, SOURCE_ANNOTATION,
 };
 
 fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
@@ -57,6 +57,7 @@ pub fn secret(s: Secret) -> SecretState {
         patcher,
         conflict_accepted: annotation(meta, CONFLICT_ANNOTATION)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("accept")),
+        keep: annotation(meta, KEEP_ANNOTATION).is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         source_annotation: annotation(meta, SOURCE_ANNOTATION).map(str::to_owned),
         data: s.data.and_then(|mut d| d.remove(DOCKERCONFIGJSON_KEY)).map(|b| b.0),
         managers,
@@ -98,19 +99,60 @@ pub fn pod(p: Pod, names: &BTreeSet<String>) -> Option<PodState> {
     if finished {
         return None;
     }
-    let pull_secrets: Vec<String> = p
-        .spec?
-        .image_pull_secrets?
-        .into_iter()
-        .map(|r| r.name)
-        .filter(|n| names.contains(n))
-        .collect();
-    (!pull_secrets.is_empty()).then(|| PodState {
+    let secrets = secrets_used(p.spec.as_ref()?, names);
+    (!secrets.is_empty()).then(|| PodState {
         kind: "Pod",
         namespace: p.metadata.namespace.unwrap_or_default(),
         name: p.metadata.name.unwrap_or_default(),
-        pull_secrets,
+        secrets,
     })
+}
+
+/// The managed names among every Secret a Pod spec uses, in order, once each: its
+/// `imagePullSecrets`, `secret` and `projected` volumes (a dockerconfigjson mounted for Kaniko,
+/// BuildKit, Tekton or a CI runner), and its containers' (init, ephemeral) `envFrom[].secretRef`
+/// and `env[].valueFrom.secretKeyRef`. Any of them keeps a copy alive: the kubelet cannot start the
+/// Pod, or restart its containers, without the Secret.
+pub fn secrets_used(spec: &PodSpec, names: &BTreeSet<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |n: Option<&String>| {
+        if let Some(n) = n
+            && names.contains(n)
+            && !out.contains(n)
+        {
+            out.push(n.clone());
+        }
+    };
+    for r in spec.image_pull_secrets.iter().flatten() {
+        add(Some(&r.name));
+    }
+    for v in spec.volumes.iter().flatten() {
+        add(v.secret.as_ref().and_then(|s| s.secret_name.as_ref()));
+        let projected = v.projected.as_ref().and_then(|p| p.sources.as_ref());
+        for source in projected.into_iter().flatten() {
+            add(source.secret.as_ref().map(|s| &s.name));
+        }
+    }
+    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    let envs = containers.map(|c| (c.env.as_ref(), c.env_from.as_ref())).chain(
+        spec.ephemeral_containers
+            .iter()
+            .flatten()
+            .map(|c| (c.env.as_ref(), c.env_from.as_ref())),
+    );
+    for (env, env_from) in envs {
+        for e in env.into_iter().flatten() {
+            add(e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|k| &k.name));
+        }
+        for e in env_from.into_iter().flatten() {
+            add(e.secret_ref.as_ref().map(|r| &r.name));
+        }
+    }
+    out
 }
 
 /// The waiting reasons of a container whose image the kubelet cannot pull.
@@ -172,18 +214,12 @@ pub fn template(
     spec: Option<&PodSpec>,
     names: &BTreeSet<String>,
 ) -> Option<PodState> {
-    let pull_secrets: Vec<String> = spec?
-        .image_pull_secrets
-        .iter()
-        .flatten()
-        .map(|r| r.name.clone())
-        .filter(|n| names.contains(n))
-        .collect();
-    (!pull_secrets.is_empty()).then(|| PodState {
+    let secrets = secrets_used(spec?, names);
+    (!secrets.is_empty()).then(|| PodState {
         kind,
         namespace: meta.namespace.unwrap_or_default(),
         name: meta.name.unwrap_or_default(),
-        pull_secrets,
+        secrets,
     })
 }
 
@@ -276,10 +312,54 @@ mod tests {
     fn only_unfinished_pods_naming_managed_secrets_are_kept() {
         let names: BTreeSet<String> = ["regcred".to_string()].into();
         let kept = pod(pod_with("Running", &["other", "regcred"]), &names).unwrap();
-        assert_eq!(kept.pull_secrets, vec!["regcred"]);
+        assert_eq!(kept.secrets, vec!["regcred"]);
         assert!(pod(pod_with("Pending", &["regcred"]), &names).is_some());
         assert!(pod(pod_with("Succeeded", &["regcred"]), &names).is_none());
         assert!(pod(pod_with("Failed", &["regcred"]), &names).is_none());
         assert!(pod(pod_with("Running", &["other"]), &names).is_none());
+    }
+
+    #[test]
+    fn every_way_a_pod_uses_a_secret_is_a_reference() {
+        let names: BTreeSet<String> = ["pull", "kaniko", "projected", "key", "from", "init", "debug"]
+            .map(String::from)
+            .into();
+        let spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "imagePullSecrets": [{ "name": "pull" }, { "name": "theirs" }],
+            "volumes": [
+                { "name": "docker", "secret": { "secretName": "kaniko" } },
+                { "name": "p", "projected": { "sources": [
+                    { "configMap": { "name": "cm" } },
+                    { "secret": { "name": "projected" } }
+                ] } },
+                { "name": "empty", "emptyDir": {} }
+            ],
+            "containers": [{
+                "name": "c",
+                "env": [
+                    { "name": "A", "value": "x" },
+                    { "name": "B", "valueFrom": { "secretKeyRef": { "name": "key", "key": ".dockerconfigjson" } } }
+                ],
+                "envFrom": [{ "secretRef": { "name": "from" } }, { "configMapRef": { "name": "cm" } }]
+            }],
+            "initContainers": [{ "name": "i", "envFrom": [{ "secretRef": { "name": "init" } }] }],
+            "ephemeralContainers": [{
+                "name": "e",
+                "env": [{ "name": "C", "valueFrom": { "secretKeyRef": { "name": "debug", "key": "k" } } }]
+            }]
+        }))
+        .unwrap();
+        assert_eq!(
+            secrets_used(&spec, &names),
+            ["pull", "kaniko", "projected", "key", "from", "init", "debug"]
+        );
+        let template = template("Job", ObjectMeta::default(), Some(&spec), &names).unwrap();
+        assert_eq!(template.secrets.len(), 7, "templates count every kind too");
+        let only_volume: PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [{ "name": "c" }],
+            "volumes": [{ "name": "docker", "secret": { "secretName": "kaniko" } }, { "name": "again", "secret": { "secretName": "kaniko" } }]
+        }))
+        .unwrap();
+        assert_eq!(secrets_used(&only_volume, &names), ["kaniko"], "once each");
     }
 }

@@ -269,6 +269,7 @@ impl Store {
                     ours: true,
                     patcher: false,
                     conflict_accepted: false,
+                    keep: false,
                     source_annotation: Some(c.origin.clone()),
                     data: Some(c.data.clone()),
                     managers: vec![],

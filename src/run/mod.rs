@@ -321,6 +321,7 @@ mod tests {
             ours: true,
             patcher: false,
             conflict_accepted: false,
+            keep: false,
             source_annotation: Some("secret:home/src".into()),
             data: Some(b"D".to_vec()),
             managers: vec![],
@@ -412,7 +413,7 @@ mod tests {
                 kind: "Pod",
                 namespace: "b".into(),
                 name: "web-0".into(),
-                pull_secrets: vec!["old".into()],
+                secrets: vec!["old".into()],
             }]),
         };
         let (plan, observed) = read_and_plan(&reader, &policy(), &new_credential(), "home")

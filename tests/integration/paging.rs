@@ -92,7 +92,7 @@ async fn every_list_follows_continue_tokens() {
     let ours: Vec<_> = pods.iter().filter(|p| namespaces.contains(&p.namespace)).collect();
     assert_eq!(ours.len(), 5, "{pods:?}");
     assert!(
-        ours.iter().all(|p| p.pull_secrets == vec![target.clone()]),
+        ours.iter().all(|p| p.secrets == vec![target.clone()]),
         "only managed names are kept"
     );
     let requests = counter.snapshot();

@@ -12,7 +12,7 @@ use pullsecret_reconciler::cluster::writes::KubeCluster;
 use pullsecret_reconciler::core::model::{Action, Kind, Op, Status};
 use serde_json::{Value, json};
 
-use crate::support::{RunResult, TestEnv, run_binary};
+use crate::support::{RunResult, TestEnv, ok, run_binary};
 
 const INVENTORY: &str = "pullsecret-reconciler-inventory";
 
@@ -526,6 +526,160 @@ async fn a_workload_at_zero_replicas_whose_template_names_a_copy_keeps_it() {
         );
     }
     no_dangling_references(&env, &namespaces).await;
+}
+
+/// A copy mounted as a volume (Kaniko's `/kaniko/.docker`), through a projected volume, read by
+/// `env[].valueFrom.secretKeyRef` or `envFrom[].secretRef` — in a Pod or a workload's template —
+/// is as much in use as one in `imagePullSecrets`; and a copy annotated
+/// `pullsecret-reconciler/keep: "true"` is held by hand. A rename keeps all of them and deletes
+/// only the copy nothing uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_a_pod_uses_a_copy_keeps_it_and_so_does_the_keep_annotation() {
+    let env = TestEnv::new("prv").await;
+    let src = env.name("source");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    let (old, new) = (env.name("old"), env.name("new"));
+    let mut namespaces = Vec::new();
+    for i in 0..6 {
+        let ns = env.name(&format!("n{i:02}"));
+        env.create_namespace(&ns, &[], &[]).await;
+        namespaces.push(ns);
+    }
+    // ServiceAccounts are left alone: only the Pods' own uses can keep a copy.
+    let sources = format!("{src}={old}");
+    let run = env
+        .run(&[
+            ("PULLSECRET_SOURCE_SECRETS", &sources),
+            ("PULLSECRET_SERVICE_ACCOUNTS", ""),
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let container = |extra: Value| {
+        let mut c = json!({ "name": "build", "image": "registry.example.invalid/kaniko:1" });
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        c
+    };
+    let pod = |ns: &str, name: &str, spec: Value| {
+        env.cp.apply_yaml(
+            &json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name, "namespace": ns }, "spec": spec })
+                .to_string(),
+        )
+    };
+    pod(
+        &namespaces[0],
+        "kaniko",
+        json!({ "containers": [container(json!({ "volumeMounts": [{ "name": "docker", "mountPath": "/kaniko/.docker" }] }))],
+                "volumes": [{ "name": "docker", "secret": { "secretName": old,
+                    "items": [{ "key": ".dockerconfigjson", "path": "config.json" }] } }] }),
+    );
+    pod(
+        &namespaces[1],
+        "buildkit",
+        json!({ "containers": [container(json!({ "volumeMounts": [{ "name": "p", "mountPath": "/root/.docker" }] }))],
+                "volumes": [{ "name": "p", "projected": { "sources": [{ "secret": { "name": old } }] } }] }),
+    );
+    pod(
+        &namespaces[2],
+        "runner",
+        json!({ "containers": [container(json!({ "env": [{ "name": "DOCKER_AUTH_CONFIG",
+                    "valueFrom": { "secretKeyRef": { "name": old, "key": ".dockerconfigjson" } } }] }))] }),
+    );
+    env.cp.apply_yaml(
+        &json!({ "apiVersion": "batch/v1", "kind": "CronJob", "metadata": { "name": "ci", "namespace": namespaces[3] },
+                 "spec": { "schedule": "0 3 * * *", "suspend": true, "jobTemplate": { "spec": { "template": { "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [container(json!({ "envFrom": [{ "secretRef": { "name": old } }] }))] } } } } } })
+        .to_string(),
+    );
+    ok(
+        env.cp
+            .kubectl()
+            .args([
+                "annotate",
+                "secret",
+                &old,
+                "-n",
+                &namespaces[4],
+                "pullsecret-reconciler/keep=true",
+            ])
+            .output()
+            .unwrap(),
+        "kubectl annotate",
+    );
+
+    let renamed = format!("{src}={new}");
+    let rename = [
+        ("PULLSECRET_SOURCE_SECRETS", renamed.as_str()),
+        ("PULLSECRET_SERVICE_ACCOUNTS", ""),
+    ];
+    let run = env.run(&rename).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        kept_for(&run, "StillReferenced"),
+        namespaces[..4]
+            .iter()
+            .map(|ns| (ns.clone(), old.clone()))
+            .collect::<Vec<_>>(),
+        "{}",
+        run.stdout
+    );
+    let messages: String = run
+        .problems()
+        .iter()
+        .map(|p| p["message"].as_str().unwrap().to_owned())
+        .collect();
+    for holder in ["Pod kaniko", "Pod buildkit", "Pod runner", "CronJob ci"] {
+        assert!(messages.contains(holder), "{holder}: {messages}");
+    }
+    assert_eq!(
+        kept_for(&run, "KeepAnnotation"),
+        vec![(namespaces[4].clone(), old.clone())]
+    );
+    let held = problem(&run, "KeepAnnotation");
+    assert_eq!(held["severity"], "info", "a hold by hand is not a warning: {held}");
+    let mut deleted = vec![(namespaces[5].clone(), old.clone()), (env.home.clone(), old.clone())];
+    deleted.sort();
+    assert_eq!(actions(&run, "delete"), deleted);
+    for ns in &namespaces[..5] {
+        assert!(env.secret(ns, &old).await.is_some(), "{ns}");
+    }
+    assert!(
+        inventory(&env).await.contains(&old),
+        "a kept copy keeps its name remembered"
+    );
+
+    // Once the uses are gone (the hold stays), the next run deletes those copies.
+    for (ns, name) in [
+        (&namespaces[0], "kaniko"),
+        (&namespaces[1], "buildkit"),
+        (&namespaces[2], "runner"),
+    ] {
+        Api::<Pod>::namespaced(env.client.clone(), ns)
+            .delete(name, &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+    }
+    ok(
+        env.cp
+            .kubectl()
+            .args(["delete", "cronjob", "ci", "-n", &namespaces[3]])
+            .output()
+            .unwrap(),
+        "kubectl delete",
+    );
+    let run = env.run(&rename).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        actions(&run, "delete"),
+        namespaces[..4]
+            .iter()
+            .map(|ns| (ns.clone(), old.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        env.secret(&namespaces[4], &old).await.is_some(),
+        "held by its annotation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

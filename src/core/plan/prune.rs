@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Assembly, SaEdit, World, inventory_action, key};
+use crate::core::KEEP_ANNOTATION;
 use crate::core::model::{Action, Finding, Kind, Listed, Op, Plan, Pods, SecretState, Severity};
 
 /// How many objects a "kept" message names before it gives a count.
@@ -171,7 +172,14 @@ impl<'a> World<'a> {
             // The first pass of a run has read neither every ServiceAccount nor the Pods.
             let references_read =
                 self.observed.service_accounts_listed == Listed::All && self.observed.pods != Pods::NotRead;
-            let op = if !references_read {
+            let op = if s.keep {
+                Op::Kept {
+                    reason: "KeepAnnotation",
+                    message: format!(
+                        "kept: annotated {KEEP_ANNOTATION}: \"true\"; remove the annotation to let a run delete it"
+                    ),
+                }
+            } else if !references_read {
                 plan.needs_references = true;
                 Op::Refused {
                     reason: "ReferencesNotRead",
@@ -328,7 +336,7 @@ impl<'a> World<'a> {
             // Pods first, then the workloads whose templates name it.
             let mut names: Vec<(bool, &str, &str)> = pods
                 .iter()
-                .filter(|p| p.namespace == ns && p.pull_secrets.iter().any(|n| n == name))
+                .filter(|p| p.namespace == ns && p.secrets.iter().any(|n| n == name))
                 .map(|p| (p.kind != "Pod", p.kind, p.name.as_str()))
                 .collect();
             names.sort_unstable();

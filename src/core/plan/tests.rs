@@ -49,6 +49,7 @@ fn secret(ns: &str, name: &str, ours: bool, data: &str) -> SecretState {
         ours,
         patcher: false,
         conflict_accepted: false,
+        keep: false,
         source_annotation: ours.then(|| "secret:home/src".into()),
         data: Some(data.as_bytes().to_vec()),
         managers: vec!["kubectl".into()],
@@ -71,7 +72,7 @@ fn pod(ns: &str, name: &str, secrets: &[&str]) -> PodState {
         kind: "Pod",
         namespace: ns.into(),
         name: name.into(),
-        pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),
+        secrets: secrets.iter().map(|s| s.to_string()).collect(),
     }
 }
 
@@ -299,6 +300,46 @@ fn rename_moves_our_entry_then_deletes_the_old_copy_then_forgets_the_name() {
     let forget = next.actions.last().unwrap();
     assert!(matches!(&forget.op, Op::EditInventory { remove, .. } if remove == &["old"]));
     assert!(forget.after.contains(&pos(&next, Kind::Secret, "old")));
+}
+
+#[test]
+fn a_copy_held_by_its_keep_annotation_is_kept_without_reading_references() {
+    let mut held = secret("a", "old", true, "D");
+    held.keep = true;
+    let observed = Observed {
+        namespaces: vec![ns("a")],
+        secrets: vec![held, secret("a", "gone", true, "D")],
+        service_accounts: vec![sa("a", "default", &["new"], &["new"])],
+        inventory: inventory(&["gone", "new", "old"]),
+        pods: Pods::Read(vec![]),
+        service_accounts_listed: Listed::All,
+        ..Observed::default()
+    };
+    let p = plan(
+        &policy(&["default"], Adopt::Patcher, true),
+        &[cred("new", "D")],
+        &observed,
+    );
+    assert_eq!(kept_reason(&p, "a", "old"), "KeepAnnotation");
+    assert_eq!(deletes(&p), vec![("a".into(), "gone".into())]);
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(&a.op, Op::EditInventory { remove, .. } if remove == &["gone"])),
+        "the held name is remembered, the deleted one forgotten"
+    );
+    // Without the references read, the held copy needs none; the other one does.
+    let unread = Observed {
+        pods: Pods::NotRead,
+        ..observed.clone()
+    };
+    let p = plan(
+        &policy(&["default"], Adopt::Patcher, true),
+        &[cred("new", "D")],
+        &unread,
+    );
+    assert_eq!(kept_reason(&p, "a", "old"), "KeepAnnotation");
+    assert!(p.needs_references);
 }
 
 #[test]
@@ -634,6 +675,8 @@ fn arb_world() -> impl Strategy<Value = (Policy, Vec<Credential>, Observed)> {
                 }
                 let mut s = secret(n, name, *kind == 1 || *kind == 2, ["D1", "D2", "D3"][*data as usize]);
                 s.patcher = *patcher;
+                // Some copies of ours are held by hand.
+                s.keep = *kind == 1 && *patcher;
                 if *kind == 4 {
                     s.type_ = "Opaque".into();
                 }
@@ -858,11 +901,14 @@ proptest! {
         let dels = deletes(&p);
         match &observed.pods {
             Pods::Read(pods) => for pod in pods {
-                for name in &pod.pull_secrets {
+                for name in &pod.secrets {
                     prop_assert!(!dels.contains(&(pod.namespace.clone(), name.clone())));
                 }
             },
             _ => prop_assert!(dels.is_empty(), "deleted without reading Pods"),
+        }
+        for s in observed.secrets.iter().filter(|s| s.keep) {
+            prop_assert!(!dels.contains(&(s.namespace.clone(), s.name.clone())), "deleted a held copy");
         }
     }
 

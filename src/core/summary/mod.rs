@@ -208,8 +208,14 @@ impl Summary {
                 Op::Missing => self.service_accounts.missing += 1,
                 Op::Kept { reason, message } => {
                     self.secrets.kept += 1;
+                    // A hold by hand is the operator's decision: info, not a warning (no Event).
+                    let severity = if *reason == "KeepAnnotation" {
+                        Severity::Info
+                    } else {
+                        Severity::Warning
+                    };
                     self.problems
-                        .push(problem(&a.namespace, kind, &a.name, reason, message, Severity::Warning));
+                        .push(problem(&a.namespace, kind, &a.name, reason, message, severity));
                 }
                 Op::Refused { .. } if a.kind == Kind::Secret => self.secrets.refused += 1,
                 Op::Refused { reason, message, .. } if a.kind == Kind::Pod => {

@@ -59,6 +59,7 @@ fn copy(namespace: &str, data: &[u8]) -> SecretState {
         ours: true,
         patcher: false,
         conflict_accepted: false,
+        keep: false,
         source_annotation: Some("secret:home/src".into()),
         data: Some(data.to_vec()),
         managers: vec![],
