@@ -9,17 +9,28 @@ use pullsecret_reconciler::cluster::{client, registry};
 use pullsecret_reconciler::core::model::DryRun;
 use pullsecret_reconciler::{Summary, apply, explain, push_metrics, run};
 
-/// SIGTERM (a Job at its activeDeadlineSeconds, an evicted or deleted Pod) or SIGINT: no write
-/// starts any more, those in flight get a short grace, and the run ends as usual — summary,
-/// Events, metrics, exit 1 — inside the kubelet's termination grace period.
+/// SIGTERM (a Job at its activeDeadlineSeconds, an evicted or deleted Pod) or SIGINT: whatever
+/// stage the run is in ends (a read, the source, a registry check, the Lease wait, the window), no
+/// write starts any more, those in flight get a short grace, and the run ends as usual —
+/// summary, Events, metrics, exit 1 — inside the kubelet's termination grace period. A second
+/// signal (an impatient Ctrl-C) exits at once, exit 1, without a summary.
 fn watch_for_termination() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::signal::unix::{SignalKind, signal};
+    static SIGNALS: AtomicUsize = AtomicUsize::new(0);
     for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
         match signal(kind) {
             Ok(mut s) => {
                 tokio::spawn(async move {
-                    if s.recv().await.is_some() {
-                        tracing::warn!(signal = kind.as_raw_value(), "asked to stop: no write starts any more");
+                    while s.recv().await.is_some() {
+                        if SIGNALS.fetch_add(1, Ordering::SeqCst) > 0 {
+                            eprintln!("error: asked to stop again: exiting at once, without a summary");
+                            std::process::exit(1);
+                        }
+                        tracing::warn!(
+                            signal = kind.as_raw_value(),
+                            "asked to stop: the current stage ends, no write starts any more (a second signal exits at once)"
+                        );
                         apply::request_stop();
                     }
                 });
@@ -89,7 +100,8 @@ fn reconcile(config: &Config) -> ExitCode {
         watch_for_termination();
         let counter = client::RequestCounter::default();
         let result = async {
-            let connection = client::connect_all(&counter).await?;
+            let connection =
+                apply::unless_stopped("connecting to the API server", client::connect_all(&counter)).await?;
             let namespace = config
                 .source_namespace
                 .clone()
@@ -99,7 +111,10 @@ fn reconcile(config: &Config) -> ExitCode {
         .await;
         let mut summary = result.unwrap_or_else(|e| {
             tracing::error!(error = %format!("{e:#}"), "stopped before writing anything");
-            let mut s = Summary::aborted(config.dry_run, &e);
+            let mut s = match e.downcast_ref::<apply::Interrupted>() {
+                Some(stopped) => Summary::interrupted(config.dry_run, &stopped.to_string()),
+                None => Summary::aborted(config.dry_run, &e),
+            };
             s.api_requests = counter.snapshot();
             s
         });

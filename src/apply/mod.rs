@@ -67,6 +67,48 @@ pub async fn stop_requested_now() {
     }
 }
 
+/// A stage before the writes that a stop request cut short: the run ends with its summary,
+/// nothing written, exit 1 (see [`crate::core::summary::Summary::interrupted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted {
+    /// What the run was doing, as in "while {stage}".
+    pub stage: &'static str,
+    pub reason: Stop,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = match self.reason {
+            Stop::Signal => "the run was asked to stop (SIGTERM or SIGINT)",
+            Stop::LeaseLost => "another run took the Lease",
+        };
+        write!(
+            f,
+            "{why} while {}: nothing was written; the next run does it",
+            self.stage
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Runs a stage that writes nothing (connecting, reading the source, verifying registries,
+/// waiting for the Lease, reading the cluster) until it ends or a stop is requested, whichever
+/// comes first: a signal is honoured in every stage, not only between writes.
+pub async fn unless_stopped<T>(
+    stage: &'static str,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        biased;
+        () = stop_requested_now() => Err(anyhow::Error::new(Interrupted {
+            stage,
+            reason: stop_reason().unwrap_or(Stop::Signal),
+        })),
+        r = work => r,
+    }
+}
+
 /// Resolves [`STOP_GRACE`] after a stop request (never without one).
 async fn stopped_and_grace_passed() {
     stop_requested_now().await;

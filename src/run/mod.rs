@@ -31,21 +31,27 @@ pub async fn run(
     let deadline = started + config.timeout;
 
     let passed = |what: &str| anyhow!("the run deadline ({}s) passed while {what}", config.timeout.as_secs());
-    let loaded = timeout_at(
-        deadline,
-        sources::load(&config.source, client, source_namespace, deadline),
-    )
-    .await
-    .map_err(|_| passed("reading the source"))??;
+    let load = async {
+        timeout_at(
+            deadline,
+            sources::load(&config.source, client, source_namespace, deadline),
+        )
+        .await
+        .map_err(|_| passed("reading the source"))?
+    };
+    let loaded = apply::unless_stopped("reading the source", load).await?;
 
     // Registry truth: a credential a registry rejects is never copied anywhere.
     let mut registries = Vec::new();
     if config.verify != registry::Verify::Off {
         let clients = registry::Clients::new(config.registry_ca_file.as_deref())?;
         let targets = registry::targets(&loaded.credentials);
-        registries = timeout_at(deadline, registry::check_all(&clients, &targets))
-            .await
-            .map_err(|_| passed("verifying registries"))?;
+        let check = async {
+            timeout_at(deadline, registry::check_all(&clients, &targets))
+                .await
+                .map_err(|_| passed("verifying registries"))
+        };
+        registries = apply::unless_stopped("verifying registries", check).await?;
         for r in &registries {
             tracing::info!(server = %r.server, source = %r.source, result = r.result.as_str(), status = ?r.status, latency_ms = r.latency_ms, "registry checked");
         }
@@ -62,7 +68,9 @@ pub async fn run(
     // One run at a time (dry runs persist nothing and take no Lease).
     let lease = if config.dry_run == DryRun::Off {
         let wait = lease::MAX_WAIT.min(config.timeout / 2);
-        match lease::acquire(client, source_namespace, &lease::identity(), wait).await? {
+        let identity = lease::identity();
+        let acquire = lease::acquire(client, source_namespace, &identity, wait);
+        match apply::unless_stopped("waiting for the Lease", acquire).await? {
             lease::Acquired::Held(held) => Some(held),
             lease::Acquired::Busy(holder) => {
                 tracing::error!(holder = %holder, "the Lease is held by another run; nothing written");
@@ -214,12 +222,15 @@ async fn reconcile(
         let (plan, observed) = read_and_plan(&reader, &config.policy, &credentials, source_namespace).await?;
         anyhow::Ok((credentials, loaded.expiries, plan, observed))
     };
-    let (credentials, expiries, mut plan, observed) = timeout_at(deadline, read).await.map_err(|_| {
-        anyhow!(
-            "the run deadline ({}s) passed while reading the cluster",
-            config.timeout.as_secs()
-        )
-    })??;
+    let read = async {
+        timeout_at(deadline, read).await.map_err(|_| {
+            anyhow!(
+                "the run deadline ({}s) passed while reading the cluster",
+                config.timeout.as_secs()
+            )
+        })?
+    };
+    let (credentials, expiries, mut plan, observed) = apply::unless_stopped("reading the cluster", read).await?;
     tracing::info!(
         selected = plan.namespaces.selected,
         writes = plan.writes().count(),

@@ -35,6 +35,9 @@ struct Args {
     kept: usize,
     /// `--window-only true`: the first run, then only the watch window's rows.
     window_only: bool,
+    /// `--star-only true`: the first run, then `SERVICE_ACCOUNTS='*'` as a dry run and as a run
+    /// (one patch per ServiceAccount: the largest summary a run prints).
+    star_only: bool,
     out: PathBuf,
 }
 
@@ -46,6 +49,7 @@ fn args() -> Args {
         pods: 0,
         kept: 0,
         window_only: false,
+        star_only: false,
         out: PathBuf::from("bench-results"),
     };
     let mut it = std::env::args().skip(1);
@@ -61,9 +65,10 @@ fn args() -> Args {
             "--kept" => a.kept = value.parse().expect("--kept K"),
             "--out" => a.out = PathBuf::from(value),
             "--window-only" => a.window_only = value.parse().expect("--window-only true|false"),
+            "--star-only" => a.star_only = value.parse().expect("--star-only true|false"),
             other => panic!(
                 "unknown flag {other}; use --namespaces N --concurrency N --service-accounts-per-namespace K \
-                 [--pods P --kept K] --out DIR"
+                 [--pods P --kept K] [--window-only true | --star-only true] --out DIR"
             ),
         }
     }
@@ -104,6 +109,14 @@ async fn main() {
 
     let mut rows = Vec::new();
     rows.push(measure(cp, "first run", &args, &[]).await);
+    if args.star_only {
+        let all = [("PULLSECRET_SERVICE_ACCOUNTS", "*"), ("PULLSECRET_DRY_RUN", "true")];
+        rows.push(measure(cp, "SERVICE_ACCOUNTS='*', dry run", &args, &all).await);
+        rows.push(measure(cp, "SERVICE_ACCOUNTS='*'", &args, &all[..1]).await);
+        cp.stop();
+        write_results(&args, &rows);
+        return;
+    }
     if !args.window_only {
         rows.extend(one_shot_rows(cp, &client, &env, &args).await);
     }
@@ -363,7 +376,8 @@ async fn measure_with(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let wall = started.elapsed();
-    let summary: Value = serde_json::from_str(reader.await.unwrap().trim()).unwrap();
+    let stdout = reader.await.unwrap();
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
     let throttled = cp.metric("apiserver_request_total", "code=\"429\"").await - throttled_before;
     let server_after = server_view(cp).await;
     let list_bytes = server_after.0 - server_before.0;
@@ -391,6 +405,9 @@ async fn measure_with(
         "service_accounts": summary["service_accounts"],
         "cpu_ms": cpu_ms,
         "watch": summary["watch"],
+        "summary_kib": stdout.len() / 1024,
+        "actions_listed": summary["actions"].as_array().map_or(0, Vec::len),
+        "actions_omitted": summary["actions_omitted"],
     });
     eprintln!("bench: {label}: {row}");
     assert_eq!(status.code(), Some(0), "{label} did not converge: {summary}");

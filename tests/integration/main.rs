@@ -21,5 +21,6 @@ mod prune;
 mod race;
 mod reconcile;
 mod shipping;
+mod signals;
 mod verify;
 mod watch;

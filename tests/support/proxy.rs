@@ -27,6 +27,7 @@ pub struct Proxy {
     pub port: u16,
     mode: Arc<AtomicU8>,
     delay_ms: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,9 +37,11 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU8::new(Mode::Pass as u8));
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let (m, d) = (mode.clone(), delay_ms.clone());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (m, d, a) = (mode.clone(), delay_ms.clone(), accepted.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
                 let (m, d, upstream) = (m.clone(), d.clone(), upstream.clone());
                 tokio::spawn(async move {
                     let _ = serve(client, &upstream, m, d).await;
@@ -49,8 +52,14 @@ impl Proxy {
             port,
             mode,
             delay_ms,
+            accepted,
             task,
         }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     pub fn set(&self, mode: Mode, delay: Duration) {

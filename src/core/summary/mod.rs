@@ -23,8 +23,11 @@ pub struct Summary {
     pub api_requests: ApiRequests,
     pub duration_ms: u64,
     pub problems: Vec<Problem>,
-    /// One entry per write, and per kept or refused delete; in a dry run, what would happen.
+    /// One entry per write, and per kept or refused delete; in a dry run, what would happen. At
+    /// most [`ACTIONS_LISTED`]; failed and skipped ones are listed before any successful one is.
     pub actions: Vec<ActionReport>,
+    /// How many actions were left out of `actions` by the cap (every count stays exact).
+    pub actions_omitted: usize,
     /// Set when the run stopped before writing anything (exit code 2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -50,6 +53,11 @@ pub struct ExpiryReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_in_secs: Option<u64>,
 }
+
+/// The most actions a summary lists: a rotation over 50,000 ServiceAccounts would otherwise print
+/// (and hold) one object per write. The counts stay exact and `actions_omitted` says how many
+/// were left out.
+pub const ACTIONS_LISTED: usize = 1_000;
 
 /// A credential expiring sooner than this is a warning: twice the shipped 5-minute schedule, so
 /// at least one more scheduled run can refresh it first.
@@ -231,6 +239,24 @@ impl Summary {
             self.service_accounts.retried += retries * usize::from(a.kind == Kind::ServiceAccount);
         }
         if let Some(r) = action_report(o, self.dry_run_mode == DryRun::Client.as_str()) {
+            self.list_action(r);
+        }
+    }
+
+    /// Lists `r` within [`ACTIONS_LISTED`], in the order the actions came. Past the cap a failed
+    /// or skipped action takes the place of the last successful one listed (what went wrong is
+    /// what a reader needs); anything else is only counted in `actions_omitted`.
+    fn list_action(&mut self, r: ActionReport) {
+        if self.actions.len() < ACTIONS_LISTED {
+            self.actions.push(r);
+            return;
+        }
+        self.actions_omitted += 1;
+        let went_wrong = |a: &ActionReport| matches!(a.status, "failed" | "skipped");
+        if went_wrong(&r)
+            && let Some(i) = self.actions.iter().rposition(|a| !went_wrong(a))
+        {
+            self.actions.remove(i);
             self.actions.push(r);
         }
     }
@@ -318,6 +344,9 @@ impl Summary {
 
     /// Marks a run that was asked to stop (SIGTERM): not converged, whatever it got done.
     pub fn stopped(&mut self) {
+        if self.problems.iter().any(|p| p.reason == "Stopped") {
+            return;
+        }
         self.problems.push(problem(
             "",
             "Run",
@@ -328,6 +357,21 @@ impl Summary {
             Severity::Error,
         ));
         self.converged = false;
+    }
+
+    /// The summary of a run that a stop request (a signal, a lost Lease) ended before it wrote
+    /// anything: not converged (exit 1, not 2: nothing is wrong with the settings or the source).
+    pub fn interrupted(dry_run: DryRun, message: &str) -> Summary {
+        Summary {
+            dry_run: dry_run != DryRun::Off,
+            dry_run_mode: dry_run.as_str(),
+            problems: vec![problem("", "Run", "", "Stopped", message, Severity::Error)],
+            service_accounts: ServiceAccounts {
+                listed: "none",
+                ..ServiceAccounts::default()
+            },
+            ..Summary::default()
+        }
     }
 
     /// The summary of a run that stopped before writing anything.

@@ -260,7 +260,50 @@ fn the_text_listing_of_a_large_dry_run_is_capped() {
     let s = Summary::from_run(&plan, &crate::apply::unsent(plan.actions.clone()), DryRun::Client);
     let text = s.to_text();
     assert!(text.contains("… and 70 more lines"), "{text}");
-    assert_eq!(s.actions.len(), 100, "JSON is always complete");
+    assert_eq!(s.actions.len(), 100, "under the cap JSON lists every action");
+    assert_eq!(s.actions_omitted, 0);
+}
+
+#[test]
+fn the_listed_actions_are_capped_the_counts_stay_exact_and_failures_stay_listed() {
+    let n = ACTIONS_LISTED * 3;
+    let plan = Plan {
+        actions: (0..n)
+            .map(|i| {
+                action(
+                    Kind::Secret,
+                    &format!("ns-{i:05}"),
+                    "regcred",
+                    Op::CreateSecret { credential: 0 },
+                )
+            })
+            .collect(),
+        ..Plan::default()
+    };
+    // The last two writes fail: past the cap they still make the list, in order, at its end.
+    let failed = |a: &Action| {
+        if a.namespace >= format!("ns-{:05}", n - 2) {
+            Status::Failed(Failure::new("Forbidden", "no"))
+        } else {
+            Status::Done { retries: 0 }
+        }
+    };
+    let s = Summary::from_run(&plan, &outcomes(&plan, failed), DryRun::Off);
+    assert_eq!(s.secrets.created, n - 2);
+    assert_eq!(s.secrets.failed, 2);
+    assert_eq!(s.actions.len(), ACTIONS_LISTED);
+    assert_eq!(s.actions_omitted, n - ACTIONS_LISTED);
+    let last: Vec<(&str, &str)> = s.actions[ACTIONS_LISTED - 3..]
+        .iter()
+        .map(|a| (a.namespace.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        last,
+        [("ns-00997", "done"), ("ns-02998", "failed"), ("ns-02999", "failed")]
+    );
+    let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+    assert_eq!(v["actions_omitted"], n - ACTIONS_LISTED);
+    assert_eq!(v["actions"].as_array().unwrap().len(), ACTIONS_LISTED);
 }
 
 #[test]

@@ -163,6 +163,9 @@ impl Summary {
             };
             let _ = writeln!(t, "    {action} {kind} {what}{why}{place}");
         }
+        if self.actions_omitted > 0 {
+            let _ = writeln!(t, "    ({} more actions counted, not listed)", self.actions_omitted);
+        }
         t
     }
 }
