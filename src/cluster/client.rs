@@ -168,14 +168,19 @@ pub async fn connect(counter: &RequestCounter) -> Result<(Client, String)> {
     connect_all(counter).await.map(|c| (c.client, c.namespace))
 }
 
+/// How long a request may wait for the API server's next bytes (reads: between chunks, so a
+/// long paged list is not cut). No write may outlive the Lease: a renewal deadline of 10 s plus
+/// this stays within the Lease's 15 s (tested in `cluster::lease`).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub async fn connect_all(counter: &RequestCounter) -> Result<Connection> {
     let mut config = kube::Config::infer()
         .await
         .context("no usable Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster service account)")?;
     // kube leaves the read timeout unset; a hung connection must not eat the whole run deadline.
     config.connect_timeout = Some(Duration::from_secs(10));
-    config.read_timeout = Some(Duration::from_secs(30));
-    config.write_timeout = Some(Duration::from_secs(30));
+    config.read_timeout = Some(REQUEST_TIMEOUT);
+    config.write_timeout = Some(REQUEST_TIMEOUT);
     let namespace = config.default_namespace.clone();
     let mut single = config.clone();
     single.default_retry = false;

@@ -49,14 +49,33 @@ fn now() -> MicroTime {
     MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
-fn expired(lease: &Lease) -> bool {
-    let Some(spec) = &lease.spec else { return true };
-    let holder = spec.holder_identity.as_deref().unwrap_or_default();
-    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
-        return true;
-    };
-    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
-    holder.is_empty() || renewed.0.as_second() + duration < k8s_openapi::jiff::Timestamp::now().as_second()
+/// Judges another holder's Lease the way client-go's leader election does: by how long *this
+/// process* has seen the record unchanged, never by the holder's timestamps (another machine's
+/// clock, possibly far ahead or behind). A record first seen counts as fresh; one unchanged for
+/// its `leaseDurationSeconds` on our monotonic clock has expired. A released Lease (no holder) is
+/// free at once.
+#[derive(Debug, Default)]
+struct Observer {
+    /// The record last seen (its resourceVersion: any renewal changes it) and since when.
+    seen: Option<(String, tokio::time::Instant)>,
+}
+
+impl Observer {
+    fn expired(&mut self, lease: &Lease, now: tokio::time::Instant) -> bool {
+        let Some(spec) = &lease.spec else { return true };
+        if spec.holder_identity.as_deref().unwrap_or_default().is_empty() {
+            return true;
+        }
+        let record = lease.metadata.resource_version.clone().unwrap_or_default();
+        let duration = u64::try_from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS)).unwrap_or(0);
+        match &self.seen {
+            Some((seen, since)) if *seen == record => now.duration_since(*since) >= Duration::from_secs(duration),
+            _ => {
+                self.seen = Some((record, now));
+                false
+            }
+        }
+    }
 }
 
 fn claim(identity: &str, transitions: i32) -> serde_json::Value {
@@ -75,6 +94,7 @@ pub async fn acquire(client: &Client, namespace: &str, identity: &str, wait: Dur
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let until = tokio::time::Instant::now() + wait;
     let context = || format!("taking the Lease {namespace}/{LEASE_NAME} (one run at a time)");
+    let mut observer = Observer::default();
     loop {
         let holder = match api.get_opt(LEASE_NAME).await.with_context(context)? {
             None => {
@@ -93,7 +113,7 @@ pub async fn acquire(client: &Client, namespace: &str, identity: &str, wait: Dur
                     Err(e) => return Err(e).with_context(context),
                 }
             }
-            Some(lease) if expired(&lease) => {
+            Some(lease) if observer.expired(&lease, tokio::time::Instant::now()) => {
                 let transitions = lease.spec.as_ref().and_then(|s| s.lease_transitions).unwrap_or(0) + 1;
                 let body = json!({
                     "metadata": { "resourceVersion": lease.metadata.resource_version },
@@ -208,20 +228,45 @@ impl Held {
 mod tests {
     use super::*;
 
-    fn lease(holder: Option<&str>, renewed_ago: i64) -> Lease {
+    /// A Lease as another holder wrote it: `renewed_ago` by *its* clock (negative: ahead of ours).
+    fn lease(holder: Option<&str>, renewed_ago: i64, resource_version: &str) -> Lease {
         let t = k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(renewed_ago);
         serde_json::from_value(json!({
-            "metadata": { "name": LEASE_NAME },
+            "metadata": { "name": LEASE_NAME, "resourceVersion": resource_version },
             "spec": { "holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": MicroTime(t) },
         }))
         .unwrap()
     }
 
     #[test]
-    fn a_lease_is_free_when_unheld_or_not_renewed_in_time() {
-        assert!(!expired(&lease(Some("run-a/1"), 5)), "held and fresh");
-        assert!(expired(&lease(Some("run-a/1"), 16)), "its holder stopped renewing");
-        assert!(expired(&lease(None, 1)), "released");
-        assert!(expired(&Lease::default()), "no spec");
+    fn expiry_is_judged_by_how_long_we_saw_the_record_unchanged_not_by_its_timestamps() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs;
+        // A holder whose clock is an hour behind, renewing: fresh every time it changes.
+        let mut o = Observer::default();
+        for (i, rv) in ["1", "2", "3", "4"].iter().enumerate() {
+            let at = t0 + s(10 * i as u64);
+            assert!(!o.expired(&lease(Some("behind/1"), 3600, rv), at), "renewing: held");
+        }
+        // A holder whose clock is an hour ahead, gone: expires 15 s after we first saw it.
+        let mut o = Observer::default();
+        let ahead = lease(Some("ahead/1"), -3600, "9");
+        assert!(!o.expired(&ahead, t0), "first seen counts as fresh");
+        assert!(!o.expired(&ahead, t0 + s(14)));
+        assert!(o.expired(&ahead, t0 + s(15)), "unchanged for its duration");
+        // A crashed run's record, however old its timestamp, also waits one duration.
+        let mut o = Observer::default();
+        assert!(!o.expired(&lease(Some("crashed/1"), 120, "5"), t0));
+        assert!(o.expired(&lease(Some("crashed/1"), 120, "5"), t0 + s(15)));
+        // Released, or never written: free at once.
+        assert!(Observer::default().expired(&lease(None, 1, "6"), t0));
+        assert!(Observer::default().expired(&Lease::default(), t0));
+    }
+
+    #[test]
+    fn no_request_outlives_the_lease() {
+        // A write started just before the renewal deadline is abandoned before the Lease could
+        // expire in another run's eyes.
+        assert!(RENEW_DEADLINE + crate::cluster::client::REQUEST_TIMEOUT <= Duration::from_secs(LEASE_SECONDS as u64));
     }
 }

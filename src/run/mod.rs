@@ -161,8 +161,8 @@ pub async fn read_and_plan(
 struct Pass {
     summary: Summary,
     credentials: Vec<Credential>,
-    /// The observed state with the pass's own writes in it.
-    store: crate::core::watch::Store,
+    /// The observed state with the pass's own writes in it; only when a window follows.
+    store: Option<crate::core::watch::Store>,
     evicted: usize,
 }
 
@@ -177,13 +177,15 @@ async fn watch_then_report(
 ) -> Result<Summary> {
     let mut summary = pass.summary;
     let end = started + config.watch;
-    if !config.watch.is_zero() && config.dry_run == DryRun::Off && !apply::stop_requested() {
+    if let Some(store) = pass.store
+        && !apply::stop_requested()
+    {
         let w = window::Window {
             config,
             connection,
             source_namespace,
             credentials: pass.credentials,
-            store: pass.store,
+            store,
             evicted: pass.evicted,
         };
         let watched = window::watch(w, end).await;
@@ -239,6 +241,11 @@ async fn reconcile(
     );
 
     // The outcomes take over the actions; the plan keeps its counts and findings for the report.
+    // What was observed is kept only for a window (with every ServiceAccount read, it is the
+    // run's largest structure besides the actions).
+    let windowed = !config.watch.is_zero() && config.dry_run == DryRun::Off;
+    let listed = observed.service_accounts_listed.as_str();
+    let observed = windowed.then_some(observed);
     let actions = std::mem::take(&mut plan.actions);
     let outcomes = match config.dry_run {
         DryRun::Client => apply::unsent(actions),
@@ -258,13 +265,16 @@ async fn reconcile(
     };
 
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);
-    summary.service_accounts.listed = observed.service_accounts_listed.as_str();
+    summary.service_accounts.listed = listed;
     summary.add_expiries(&expiries, unix_now().as_secs());
     summary.add_registries(registries);
-    let mut store = crate::core::watch::Store::new(observed);
-    for o in outcomes.iter().filter(|o| matches!(o.status, Status::Done { .. })) {
-        store.wrote(&o.action, &credentials);
-    }
+    let store = observed.map(|observed| {
+        let mut store = crate::core::watch::Store::new(observed);
+        for o in outcomes.iter().filter(|o| matches!(o.status, Status::Done { .. })) {
+            store.wrote(&o.action, &credentials);
+        }
+        store
+    });
     Ok(Pass {
         evicted: summary.pods.evicted,
         summary,
