@@ -16,6 +16,7 @@ mod lease;
 mod lifecycle;
 mod metrics;
 mod paging;
+mod parity;
 mod providers;
 mod prune;
 mod race;
