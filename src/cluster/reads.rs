@@ -70,6 +70,7 @@ impl Reader {
             pods: Pods::NotRead,
             service_accounts_listed: listed,
             stuck,
+            installation: source_namespace.to_owned(),
         })
     }
 

@@ -22,16 +22,12 @@ use crate::core::watch::{Change, Event, PendingPod, Scope};
 /// What one watch reports to the window.
 #[derive(Debug)]
 pub enum Report {
-    Change(Change),
+    /// Boxed: a change carries whole object states, the other reports a few words.
+    Change(Box<Change>),
     /// The watch's view was compacted away (410 Gone): it lists again.
-    Relist {
-        kind: &'static str,
-    },
+    Relist { kind: &'static str },
     /// A failed watch request (kube's watcher retries it with a backoff).
-    Failed {
-        kind: &'static str,
-        message: String,
-    },
+    Failed { kind: &'static str, message: String },
 }
 
 /// What the window watches.
@@ -219,10 +215,10 @@ async fn pump<K, T, S>(
                         return;
                     }
                     listed_once = true;
-                    Report::Change(wrap(Event::Listed(items)))
+                    Report::Change(Box::new(wrap(Event::Listed(items))))
                 }
-                Ok(WatchEvent::Apply(o)) => Report::Change(wrap(Event::Applied(reduce(o)))),
-                Ok(WatchEvent::Delete(o)) => Report::Change(wrap(Event::Deleted(reduce(o)))),
+                Ok(WatchEvent::Apply(o)) => Report::Change(Box::new(wrap(Event::Applied(reduce(o))))),
+                Ok(WatchEvent::Delete(o)) => Report::Change(Box::new(wrap(Event::Deleted(reduce(o))))),
                 Err(e) if streaming && !listed_once && streaming_refused(&e) => {
                     tracing::info!(kind, error = %e, "the API server does not serve streaming lists: listing once instead");
                     streaming = false;

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use crate::apply::{ApiError, ApiResult, Cluster};
 use crate::core::model::{Credential, Failure, Inventory, ServiceAccountState};
 use crate::core::{
-    DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE, FIELD_MANAGER, INVENTORY_KEY, INVENTORY_NAME, MANAGED_BY_LABEL,
-    RECORD_ANNOTATION, SOURCE_ANNOTATION, reduce,
+    DOCKERCONFIGJSON_KEY, DOCKERCONFIGJSON_TYPE, FIELD_MANAGER, INSTALLATION_ANNOTATION, INVENTORY_KEY, INVENTORY_NAME,
+    MANAGED_BY_LABEL, RECORD_ANNOTATION, SOURCE_ANNOTATION, reduce,
 };
 
 pub struct KubeCluster {
@@ -65,7 +65,7 @@ impl Cluster for KubeCluster {
         let mut meta = json!({
             "name": name,
             "labels": { MANAGED_BY_LABEL: FIELD_MANAGER },
-            "annotations": { SOURCE_ANNOTATION: credential.origin },
+            "annotations": { SOURCE_ANNOTATION: credential.origin, INSTALLATION_ANNOTATION: self.namespace },
         });
         let mut params = PatchParams::apply(FIELD_MANAGER);
         params.dry_run = self.dry_run;

@@ -25,6 +25,9 @@ pub const RECORD_ANNOTATION: &str = "pullsecret-reconciler/image-pull-secrets";
 pub const EXCLUDE_ANNOTATION: &str = "pullsecret-reconciler/exclude";
 /// On a same-name Secret its owner keeps on purpose: `accept` makes the conflict info.
 pub const CONFLICT_ANNOTATION: &str = "pullsecret-reconciler/conflict";
+/// On each copy: the installation (its source namespace, which holds the Lease and the inventory)
+/// that wrote it. A copy another installation wrote is a conflict: never updated, never pruned.
+pub const INSTALLATION_ANNOTATION: &str = "pullsecret-reconciler/installation";
 /// `"true"` on a copy of ours: prune never deletes it (references prune cannot see).
 pub const KEEP_ANNOTATION: &str = "pullsecret-reconciler/keep";
 pub const PATCHER_EXCLUDE_ANNOTATION: &str = "k8s.titansoft.com/imagepullsecret-patcher-exclude";

@@ -123,6 +123,8 @@ pub struct Observed {
     pub service_accounts_listed: Listed,
     /// Pending Pods with a container waiting on an image pull; read only when healing is on.
     pub stuck: Vec<StuckPod>,
+    /// This installation: the source namespace (empty: not known, every copy of ours counts).
+    pub installation: String,
 }
 
 /// A Pending Pod one of whose containers (init or app) waits on ErrImagePull/ImagePullBackOff.
@@ -213,6 +215,9 @@ pub struct SecretState {
     pub conflict_accepted: bool,
     /// Annotated `pullsecret-reconciler/keep: "true"`: held by hand, never pruned.
     pub keep: bool,
+    /// `pullsecret-reconciler/installation`: the installation that wrote it (none on copies
+    /// written before installations were recorded: the first installation to see one adopts it).
+    pub installation: Option<String>,
     pub source_annotation: Option<String>,
     /// `.dockerconfigjson`, the only key we compare.
     pub data: Option<Vec<u8>>,

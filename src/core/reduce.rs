@@ -8,8 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectM
 
 use crate::core::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState, StuckPod};
 use crate::core::{
-    CONFLICT_ANNOTATION, DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INVENTORY_KEY, KEEP_ANNOTATION,
-    MANAGED_BY_LABEL, PATCHER, PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION, SOURCE_ANNOTATION,
+    CONFLICT_ANNOTATION, DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INSTALLATION_ANNOTATION,
+    INVENTORY_KEY, KEEP_ANNOTATION, MANAGED_BY_LABEL, PATCHER, PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION,
+    SOURCE_ANNOTATION,
 };
 
 fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
@@ -57,6 +58,10 @@ pub fn secret(s: Secret) -> SecretState {
         patcher,
         conflict_accepted: annotation(meta, CONFLICT_ANNOTATION)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("accept")),
+        installation: annotation(meta, INSTALLATION_ANNOTATION)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned),
         keep: annotation(meta, KEEP_ANNOTATION).is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         source_annotation: annotation(meta, SOURCE_ANNOTATION).map(str::to_owned),
         data: s.data.and_then(|mut d| d.remove(DOCKERCONFIGJSON_KEY)).map(|b| b.0),

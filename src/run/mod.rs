@@ -343,6 +343,7 @@ mod tests {
             patcher: false,
             conflict_accepted: false,
             keep: false,
+            installation: None,
             source_annotation: Some("secret:home/src".into()),
             data: Some(b"D".to_vec()),
             managers: vec![],

@@ -180,11 +180,11 @@ impl Loop<'_> {
             Report::Change(change) => {
                 *self.report.events.entry(change.kind()).or_default() += 1;
                 self.failing.remove(change.kind());
-                if change == Change::Source {
+                if *change == Change::Source {
                     self.source_changed.get_or_insert(at);
                     return true;
                 }
-                for ns in self.w.store.apply(change).0 {
+                for ns in self.w.store.apply(*change).0 {
                     if !self.contest.left_alone.contains_key(&ns) {
                         self.pending.entry(ns).or_insert(at);
                     }

@@ -12,6 +12,7 @@ mod events;
 mod explain;
 mod faults;
 mod fence;
+mod installations;
 mod lease;
 mod lifecycle;
 mod metrics;

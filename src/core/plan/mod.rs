@@ -202,6 +202,23 @@ impl<'a> World<'a> {
         }
     }
 
+    /// A copy of ours written by this installation, or by none recorded (adopted on its next write).
+    pub(super) fn ours(&self, s: &SecretState) -> bool {
+        s.ours && !self.foreign(s)
+    }
+
+    /// A copy of ours that another installation wrote: reported, never touched, never pruned.
+    fn foreign(&self, s: &SecretState) -> bool {
+        let this = self.observed.installation.as_str();
+        s.ours && !this.is_empty() && s.installation.as_deref().is_some_and(|i| i != this)
+    }
+
+    /// The copy carries this installation's record (always true while the installation is unknown).
+    fn recorded_here(&self, s: &SecretState) -> bool {
+        let this = self.observed.installation.as_str();
+        this.is_empty() || s.installation.as_deref() == Some(this)
+    }
+
     fn is_source(&self, ns: &str, name: &str) -> bool {
         self.credentials.iter().any(|c| {
             c.source_secret
@@ -218,7 +235,7 @@ impl<'a> World<'a> {
         let mut ours: BTreeSet<Key> = self
             .existing
             .values()
-            .filter(|s| s.ours)
+            .filter(|s| self.ours(s))
             .map(|s| key(&s.namespace, &s.name))
             .collect();
         for ns in &self.selected {
@@ -283,9 +300,23 @@ impl<'a> World<'a> {
                 ),
             };
         }
+        if self.foreign(s) {
+            let other = s.installation.as_deref().unwrap_or_default();
+            return Op::Conflict {
+                reason: "OtherInstallation",
+                message: format!(
+                    "written by the installation in namespace {other} (annotation pullsecret-reconciler/installation), \
+                     not this one ({this}): left alone, never updated or pruned. Two installations must not write \
+                     the same name: give one of them another target name, or uninstall one and remove the \
+                     annotation so the other adopts the copy",
+                    this = self.observed.installation
+                ),
+            };
+        }
         if s.ours {
-            let same =
-                s.data.as_deref() == Some(cred.data.as_slice()) && s.source_annotation.as_deref() == Some(&cred.origin);
+            let same = s.data.as_deref() == Some(cred.data.as_slice())
+                && s.source_annotation.as_deref() == Some(&cred.origin)
+                && self.recorded_here(s);
             return if same {
                 Op::Unchanged
             } else {
@@ -358,6 +389,8 @@ impl<'a> World<'a> {
                                 && self.managed.contains(*n)
                                 && !(in_scope && self.targets.contains(n))
                                 && !blocked.contains(&key(ns, n))
+                                // Another installation's copy: its entries are its own.
+                                && !self.existing.get(&(ns, n.as_str())).is_some_and(|s| self.foreign(s))
                         })
                         .cloned()
                         .collect();

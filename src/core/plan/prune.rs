@@ -31,6 +31,14 @@ fn unlisted_message(service_accounts: &[String]) -> String {
     )
 }
 
+/// A copy annotated `pullsecret-reconciler/keep: "true"`.
+fn held_by_hand() -> Op {
+    Op::Kept {
+        reason: "KeepAnnotation",
+        message: format!("kept: annotated {KEEP_ANNOTATION}: \"true\"; remove the annotation to let a run delete it"),
+    }
+}
+
 fn kept_message(named_by: &[String]) -> String {
     let shown: Vec<&str> = named_by.iter().take(NAMED_IN_MESSAGE).map(String::as_str).collect();
     let more = named_by.len().saturating_sub(NAMED_IN_MESSAGE);
@@ -55,7 +63,7 @@ impl<'a> World<'a> {
             .values()
             .filter(|s| {
                 let wanted_here = self.selected.contains(s.namespace.as_str()) && self.targets.contains(&s.name);
-                s.ours
+                self.ours(s)
                     && !wanted_here
                     && self.managed.contains(&s.name)
                     && !self.terminating.contains(s.namespace.as_str())
@@ -173,12 +181,7 @@ impl<'a> World<'a> {
             let references_read =
                 self.observed.service_accounts_listed == Listed::All && self.observed.pods != Pods::NotRead;
             let op = if s.keep {
-                Op::Kept {
-                    reason: "KeepAnnotation",
-                    message: format!(
-                        "kept: annotated {KEEP_ANNOTATION}: \"true\"; remove the annotation to let a run delete it"
-                    ),
-                }
+                held_by_hand()
             } else if !references_read {
                 plan.needs_references = true;
                 Op::Refused {

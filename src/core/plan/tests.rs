@@ -50,6 +50,7 @@ fn secret(ns: &str, name: &str, ours: bool, data: &str) -> SecretState {
         patcher: false,
         conflict_accepted: false,
         keep: false,
+        installation: None,
         source_annotation: ours.then(|| "secret:home/src".into()),
         data: Some(data.as_bytes().to_vec()),
         managers: vec!["kubectl".into()],
@@ -340,6 +341,59 @@ fn a_copy_held_by_its_keep_annotation_is_kept_without_reading_references() {
     );
     assert_eq!(kept_reason(&p, "a", "old"), "KeepAnnotation");
     assert!(p.needs_references);
+}
+
+#[test]
+fn a_copy_another_installation_wrote_is_a_conflict_never_written_nor_pruned_and_an_unrecorded_one_is_adopted() {
+    let mut mine = secret("a", "regcred", true, "D");
+    mine.installation = Some("home".into());
+    let mut theirs = secret("b", "regcred", true, "D");
+    theirs.installation = Some("ci".into());
+    let legacy = secret("c", "regcred", true, "D");
+    let mut theirs_old = secret("b", "old", true, "D");
+    theirs_old.installation = Some("ci".into());
+    let observed = Observed {
+        namespaces: vec![ns("a"), ns("b"), ns("c")],
+        secrets: vec![mine, theirs, legacy, theirs_old],
+        service_accounts: vec![
+            sa("a", "default", &["regcred"], &["regcred"]),
+            sa("b", "default", &["old"], &["old"]),
+            sa("c", "default", &["regcred"], &["regcred"]),
+        ],
+        inventory: inventory(&["old", "regcred"]),
+        pods: Pods::Read(vec![]),
+        service_accounts_listed: Listed::All,
+        installation: "home".into(),
+        ..Observed::default()
+    };
+    let p = plan(
+        &policy(&["default"], Adopt::Patcher, true),
+        &[cred("regcred", "D")],
+        &observed,
+    );
+    assert!(matches!(find(&p, Kind::Secret, "a", "regcred").op, Op::Unchanged));
+    assert!(
+        matches!(&find(&p, Kind::Secret, "b", "regcred").op, Op::Conflict { reason: "OtherInstallation", message } if message.contains("ci")),
+        "{:?}",
+        find(&p, Kind::Secret, "b", "regcred").op
+    );
+    assert!(
+        matches!(
+            find(&p, Kind::Secret, "c", "regcred").op,
+            Op::UpdateSecret { adopt: false, .. }
+        ),
+        "an unrecorded copy of ours is written once, to record this installation"
+    );
+    assert!(
+        deletes(&p).is_empty(),
+        "another installation's retired copy is not ours to prune"
+    );
+    assert!(
+        !p.actions.iter().any(|a| matches!(&a.op, Op::PatchServiceAccount { .. })
+            && a.namespace == "b"
+            && patched_list(a).contains(&"regcred".to_string())),
+        "no ServiceAccount is pointed at a copy another installation owns"
+    );
 }
 
 #[test]

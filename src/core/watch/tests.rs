@@ -60,6 +60,7 @@ fn copy(namespace: &str, data: &[u8]) -> SecretState {
         patcher: false,
         conflict_accepted: false,
         keep: false,
+        installation: None,
         source_annotation: Some("secret:home/src".into()),
         data: Some(data.to_vec()),
         managers: vec![],
