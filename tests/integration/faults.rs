@@ -689,20 +689,7 @@ async fn sigterm_stops_new_writes_and_still_prints_the_summary() {
         .spawn()
         .unwrap();
     // Once some copies exist, the kubelet's SIGTERM (a Job at its activeDeadlineSeconds).
-    let secrets: Api<Secret> = Api::all(env.client.clone());
-    let field = format!("metadata.name={src}");
-    for _ in 0..600 {
-        let n = secrets
-            .list(&ListParams::default().fields(&field))
-            .await
-            .unwrap()
-            .items
-            .len();
-        if n >= 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_for_copies(&src, 4).await;
     let pid = child.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")

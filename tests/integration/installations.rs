@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::support::{TestEnv, fake_dockerconfig, ok};
+use crate::support::{TestEnv, fake_dockerconfig};
 
 const INSTALLATION: &str = "pullsecret-reconciler/installation";
 
@@ -109,21 +109,7 @@ async fn a_second_installation_over_the_same_name_reports_the_conflict_and_chang
     assert_eq!(run.count("service_accounts", "patched"), 0, "{}", run.stdout);
 
     // A copy written before installations were recorded: the first run that sees it adopts it.
-    ok(
-        env.cp
-            .kubectl()
-            .args([
-                "annotate",
-                "secret",
-                &shared,
-                "-n",
-                &namespaces[0],
-                &format!("{INSTALLATION}-"),
-            ])
-            .output()
-            .unwrap(),
-        "kubectl annotate",
-    );
+    env.annotate_secret(&namespaces[0], &shared, &format!("{INSTALLATION}-"));
     let run = env.run(&cronjob).await;
     assert_eq!(run.count("secrets", "updated"), 1, "{}", run.stdout);
     let copy = env.secret(&namespaces[0], &shared).await.unwrap();

@@ -220,12 +220,7 @@ async fn a_run_whose_lease_is_taken_over_stops_writing() {
     let first = windowed(&env, &env.cp.kubeconfig, &src, "40s");
     let holder = held_by_other_than(&env, None).await;
     // Once the full pass is done (namespace a has its copy), someone takes the Lease.
-    for _ in 0..600 {
-        if env.secret(&env.name("a"), &src).await.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_for_copies(&src, 2).await;
     let body = json!({ "spec": { "holderIdentity": "intruder/1" } });
     Api::<Lease>::namespaced(env.client.clone(), &env.home)
         .patch("pullsecret-reconciler", &PatchParams::default(), &Patch::Merge(body))
@@ -267,12 +262,7 @@ async fn a_renewal_delayed_past_the_lease_stops_the_run_and_the_next_takes_over(
     let via = proxy.kubeconfig(&env.cp.kubeconfig, &dir);
     let slow = windowed(&env, &via, &src, "90s");
     let holder = held_by_other_than(&env, None).await;
-    for _ in 0..600 {
-        if env.secret(&a, &src).await.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_for_copies(&src, 2).await;
     proxy.set(Mode::Slow, Duration::from_secs(20));
     let first = slow.await.unwrap();
     assert_eq!(first.code, 1, "{first:?}");

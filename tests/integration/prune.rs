@@ -591,21 +591,7 @@ async fn every_way_a_pod_uses_a_copy_keeps_it_and_so_does_the_keep_annotation() 
                     "containers": [container(json!({ "envFrom": [{ "secretRef": { "name": old } }] }))] } } } } } })
         .to_string(),
     );
-    ok(
-        env.cp
-            .kubectl()
-            .args([
-                "annotate",
-                "secret",
-                &old,
-                "-n",
-                &namespaces[4],
-                "pullsecret-reconciler/keep=true",
-            ])
-            .output()
-            .unwrap(),
-        "kubectl annotate",
-    );
+    env.annotate_secret(&namespaces[4], &old, "pullsecret-reconciler/keep=true");
 
     let renamed = format!("{src}={new}");
     let rename = [

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
@@ -219,20 +218,7 @@ async fn a_second_signal_exits_at_once_without_a_summary() {
     let run = Running::start(&via, &vars);
     // Once copies are being written, the API server hangs: the first signal's grace for the
     // write in flight, the Events and the Lease release would all wait on it.
-    let secrets: Api<Secret> = Api::all(env.client.clone());
-    let field = format!("metadata.name={src}");
-    for _ in 0..600 {
-        let n = secrets
-            .list(&ListParams::default().fields(&field))
-            .await
-            .unwrap()
-            .items
-            .len();
-        if n >= 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_for_copies(&src, 4).await;
     proxy.set(Mode::Hang, Duration::ZERO);
     run.signal("INT");
     run.until("the first signal", |s| s.contains("asked to stop")).await;

@@ -146,6 +146,36 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// Waits (bounded: 30 s) until at least `n` Secrets named `name` exist across the cluster.
+    pub async fn wait_for_copies(&self, name: &str, n: usize) {
+        let secrets: Api<Secret> = Api::all(self.client.clone());
+        let field = format!("metadata.name={name}");
+        for _ in 0..600 {
+            let found = secrets
+                .list(&ListParams::default().fields(&field))
+                .await
+                .unwrap()
+                .items
+                .len();
+            if found >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {n} copies of {name} after 30 s");
+    }
+
+    /// `kubectl annotate secret NAME -n NS CHANGE` (`key=value`, or `key-` to remove it).
+    pub fn annotate_secret(&self, ns: &str, name: &str, change: &str) {
+        let out = self
+            .cp
+            .kubectl()
+            .args(["annotate", "secret", name, "-n", ns, change])
+            .output()
+            .unwrap();
+        super::runner::ok(out, "kubectl annotate");
+    }
+
     pub async fn delete_secret(&self, ns: &str, name: &str) {
         Api::<Secret>::namespaced(self.client.clone(), ns)
             .delete(name, &DeleteParams::default())
