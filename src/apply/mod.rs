@@ -128,6 +128,8 @@ fn stop_status(when: &str) -> Status {
 pub struct ApiError {
     pub status: Option<u16>,
     pub failure: Failure,
+    /// The server's `Retry-After` (its Status `details.retryAfterSeconds`), when it gave one.
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -388,7 +390,7 @@ async fn perform<C: Cluster>(cluster: &C, action: &Action, credentials: &[Creden
             remove,
             names,
         } => write_inventory(cluster, (resource_version.clone(), names.clone()), add, remove).await,
-        Op::Evict { uid, .. } => evicted(cluster.evict_pod(ns, name, uid).await),
+        Op::Evict { uid, .. } => evicted(evict_unless_refused(cluster, ns, name, uid).await),
         _ => Status::NotSent,
     }
 }
@@ -411,9 +413,47 @@ fn deleted(r: ApiResult<()>) -> Status {
     }
 }
 
+/// Throttled evictions (429 without a budget's refusal) are tried again this often at most.
+const EVICTION_ATTEMPTS: u32 = 5;
+
+/// An eviction, tried again after the server's `Retry-After` (1 s if it gave none, at most 10 s)
+/// while the API server only throttles it: a 429 is a PodDisruptionBudget's refusal only when
+/// the answer says so (cause `DisruptionBudget`) — a Pending Pod consumes no budget. The run's
+/// deadline and a stop request bound the waits (the runner wraps every write in both).
+async fn evict_unless_refused<C: Cluster>(cluster: &C, ns: &str, name: &str, uid: &str) -> ApiResult<()> {
+    let mut attempt = 1;
+    loop {
+        match cluster.evict_pod(ns, name, uid).await {
+            Err(e) if e.is(429) && e.failure.reason != "DisruptionBudget" && attempt < EVICTION_ATTEMPTS => {
+                let wait = e
+                    .retry_after
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(10));
+                tracing::info!(
+                    namespace = ns,
+                    pod = name,
+                    wait_ms = wait.as_millis() as u64,
+                    "eviction throttled; trying again"
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 fn evicted(r: ApiResult<()>) -> Status {
     match r {
         Err(e) if e.is(404) => Status::Gone,
+        Err(e) if e.is(429) && e.failure.reason != "DisruptionBudget" => Status::Failed(Failure::new(
+            "Throttled",
+            format!(
+                "not evicted: the API server throttled the eviction {EVICTION_ATTEMPTS} times ({}); the next run \
+                 tries again",
+                e.failure.message
+            ),
+        )),
         Err(e) if e.is(429) => Status::Failed(Failure::new(
             "DisruptionBudget",
             format!(

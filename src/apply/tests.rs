@@ -20,6 +20,10 @@ struct Fake {
 #[derive(Clone)]
 enum Scripted {
     Status(u16),
+    /// 429 with the cause `DisruptionBudget`: a PodDisruptionBudget's refusal.
+    Budget,
+    /// 429 without it (API priority and fairness), with this `Retry-After` in seconds.
+    Throttled(u64),
     Panic,
 }
 
@@ -43,6 +47,20 @@ impl Fake {
             Some(Scripted::Status(code)) => Err(ApiError {
                 status: Some(code),
                 failure: Failure::new(&format!("Status{code}"), format!("scripted {code}")),
+                retry_after: None,
+            }),
+            Some(Scripted::Budget) => Err(ApiError {
+                status: Some(429),
+                failure: Failure::new(
+                    "DisruptionBudget",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                ),
+                retry_after: None,
+            }),
+            Some(Scripted::Throttled(secs)) => Err(ApiError {
+                status: Some(429),
+                failure: Failure::new("TooManyRequests", "Too many requests, please try again later."),
+                retry_after: Some(Duration::from_secs(secs)),
             }),
         }
     }
@@ -329,7 +347,7 @@ fn evict(ns: &str, name: &str, after: &[usize]) -> Action {
 #[tokio::test(start_paused = true)]
 async fn an_eviction_a_budget_refuses_is_reported_once_and_never_retried() {
     let fake = Fake::default();
-    fake.on("evict a/web-1", &[Scripted::Status(429)]);
+    fake.on("evict a/web-1", &[Scripted::Budget]);
     fake.on("evict a/web-2", &[Scripted::Status(404)]);
     let actions = vec![
         create("a", "new", &[]),
@@ -343,6 +361,30 @@ async fn an_eviction_a_budget_refuses_is_reported_once_and_never_retried() {
     assert_eq!(out[3].status, Status::Done { retries: 0 });
     let evictions = fake.calls().iter().filter(|c| c.starts_with("evict a/web-1")).count();
     assert_eq!(evictions, 1, "a refusal is an answer, not a reason to try again");
+}
+
+/// A Pending Pod consumes no budget: a 429 without the budget's cause is throttling, tried again
+/// after the server's Retry-After; one that stays throttled is reported as such, not as a budget.
+#[tokio::test(start_paused = true)]
+async fn a_throttled_eviction_is_tried_again_after_retry_after() {
+    let fake = Fake::default();
+    fake.on("evict a/web-1", &[Scripted::Throttled(2), Scripted::Throttled(3)]);
+    fake.on("evict a/web-2", &vec![Scripted::Throttled(1); 5]);
+    let started = tokio::time::Instant::now();
+    let (out, fake) = run(
+        fake,
+        vec![evict("a", "web-1", &[]), evict("a", "web-2", &[])],
+        limits(1, 60),
+    )
+    .await;
+    assert_eq!(out[0].status, Status::Done { retries: 0 });
+    assert_eq!(reason(&out[1]), "Throttled");
+    let calls = |pod: &str| fake.calls().iter().filter(|c| c.ends_with(pod)).count();
+    assert_eq!((calls("web-1"), calls("web-2")), (3, 5));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2 + 3 + 4),
+        "waited as the server asked"
+    );
 }
 
 #[tokio::test(start_paused = true)]

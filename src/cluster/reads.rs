@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use crate::core::INVENTORY_NAME;
 use crate::core::glob::Glob;
 use crate::core::model::{
-    Heal, Inventory, Listed, NamespaceState, Observed, PodState, Pods, Policy, SecretState, ServiceAccountState,
-    StuckPod, managed_names,
+    Heal, Inventory, Listed, NamespaceState, Observed, OwnerTemplate, PodState, Pods, Policy, SecretState,
+    ServiceAccountState, StuckPod, managed_names,
 };
 use crate::core::reduce;
 
@@ -80,9 +80,75 @@ impl Reader {
         if heal == Heal::Off {
             return Ok(vec![]);
         }
-        self.list_all::<Pod, _>(Some("status.phase=Pending"), reduce::stuck_pod)
+        let mut stuck = self
+            .list_all::<Pod, _>(Some("status.phase=Pending"), reduce::stuck_pod)
             .await
-            .context("listing Pending Pods (PULLSECRET_HEAL_PODS=evict)")
+            .context("listing Pending Pods (PULLSECRET_HEAL_PODS=evict)")?;
+        self.owners(&mut stuck).await;
+        Ok(stuck)
+    }
+
+    /// Each stuck Pod's controller, read once per controller (a list by name: the `list` the
+    /// reference check already has, no `get`): what its replacement would be made from. One that
+    /// cannot be read leaves `owner` unset, and the plan falls back to the Pod itself.
+    async fn owners(&self, stuck: &mut [StuckPod]) {
+        use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, StatefulSet};
+        use k8s_openapi::api::batch::v1::Job;
+        let mut read: std::collections::BTreeMap<(String, String), Option<OwnerTemplate>> = Default::default();
+        for pod in stuck.iter_mut() {
+            let Some(controller) = pod.controller.clone() else {
+                continue;
+            };
+            let k = (pod.namespace.clone(), controller.clone());
+            if !read.contains_key(&k) {
+                let (kind, name) = controller.split_once('/').unwrap_or_default();
+                let ns = pod.namespace.as_str();
+                let owner = match kind {
+                    "ReplicaSet" => self
+                        .named::<ReplicaSet>(ns, name)
+                        .await
+                        .map(|o| reduce::owner_template(o.spec.template.as_ref().and_then(|t| t.spec.as_ref()), None)),
+                    "StatefulSet" => self
+                        .named::<StatefulSet>(ns, name)
+                        .await
+                        .map(|o| reduce::owner_template(o.spec.template.spec.as_ref(), None)),
+                    "DaemonSet" => self
+                        .named::<DaemonSet>(ns, name)
+                        .await
+                        .map(|o| reduce::owner_template(o.spec.template.spec.as_ref(), None)),
+                    "Job" => self.named::<Job>(ns, name).await.map(|o| {
+                        let spec = o.spec.as_ref();
+                        reduce::owner_template(
+                            spec.and_then(|s| s.template.spec.as_ref()),
+                            spec.map(|s| (s, o.status.as_ref())),
+                        )
+                    }),
+                    _ => None,
+                };
+                read.insert(k.clone(), owner);
+            }
+            pod.owner = read.get(&k).cloned().flatten();
+        }
+    }
+
+    /// The object `name` in `namespace`, by a list with a name field selector; `None` when it is
+    /// gone or cannot be read (logged).
+    async fn named<K>(&self, namespace: &str, name: &str) -> Option<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let params = ListParams::default().fields(&format!("metadata.name={name}"));
+        match api.list(&params).await {
+            Ok(list) => list.items.into_iter().next(),
+            Err(e) => {
+                tracing::warn!(namespace, name, error = %e, "reading a stuck Pod's controller failed");
+                None
+            }
+        }
     }
 
     /// Namespaces as metadata only: the plan needs names, annotations and deletion timestamps.

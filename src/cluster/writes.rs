@@ -28,13 +28,28 @@ pub struct KubeCluster {
 
 fn api_error(e: kube::Error) -> ApiError {
     match e {
-        kube::Error::Api(s) => ApiError {
-            status: Some(s.code),
-            failure: Failure::new(if s.reason.is_empty() { "ApiError" } else { &s.reason }, s.message),
-        },
+        kube::Error::Api(s) => {
+            let details = s.details.as_ref();
+            // An eviction a PodDisruptionBudget refuses says so in its causes; other 429s throttle.
+            let budget = details.is_some_and(|d| d.causes.iter().any(|c| c.reason == "DisruptionBudget"));
+            let reason = match (budget, s.reason.is_empty()) {
+                (true, _) => "DisruptionBudget",
+                (false, true) => "ApiError",
+                (false, false) => s.reason.as_str(),
+            };
+            ApiError {
+                status: Some(s.code),
+                failure: Failure::new(reason, s.message.clone()),
+                retry_after: details
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0)
+                    .map(|s| std::time::Duration::from_secs(u64::from(s))),
+            }
+        }
         other => ApiError {
             status: None,
             failure: Failure::new("RequestFailed", format!("{other:#}")),
+            retry_after: None,
         },
     }
 }
@@ -157,6 +172,7 @@ impl Cluster for KubeCluster {
                 .map_err(|e| ApiError {
                     status: None,
                     failure: Failure::new("InternalError", e.to_string()),
+                    retry_after: None,
                 })?;
                 let params = PostParams {
                     dry_run: self.dry_run,

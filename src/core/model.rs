@@ -136,9 +136,19 @@ pub struct StuckPod {
     pub service_account: String,
     /// Every name in the Pod's `spec.imagePullSecrets` (fixed since its admission).
     pub pull_secrets: Vec<String>,
-    /// `Kind/name` of its controller when that controller recreates it (ReplicaSet,
-    /// StatefulSet, DaemonSet, Job); `None` for a bare Pod or another owner.
+    /// `Kind/name` of its controller (ReplicaSet, StatefulSet, DaemonSet, Job); `None` otherwise.
     pub controller: Option<String>,
+    /// What that controller's Pod template says, as read this run (`None`: not read).
+    pub owner: Option<OwnerTemplate>,
+}
+
+/// What a stuck Pod's replacement would be made from (see [`crate::core::reduce::owner_template`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OwnerTemplate {
+    /// The template's own `imagePullSecrets` (empty: admission copies the ServiceAccount's).
+    pub pull_secrets: Vec<String>,
+    /// For a Job: whether it absorbs one more failed Pod; `None` for other controllers.
+    pub job_absorbs: Option<bool>,
 }
 
 /// How ServiceAccounts were read: only what the configuration names, or all of them.
@@ -182,12 +192,11 @@ pub enum Pods {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodState {
-    /// `Pod`, or the workload whose Pod template names the Secret (`Deployment`, `StatefulSet`,
-    /// `DaemonSet`, `ReplicaSet`, `Job`, `CronJob`): it makes Pods that will.
+    /// `Pod`, or the workload (`Deployment`, …, `CronJob`) whose Pod template uses the Secret.
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
-    /// The managed names among every Secret the Pod uses (see [`crate::core::reduce::secrets_used`]).
+    /// The managed names among the Secrets it uses ([`crate::core::reduce::secrets_used`]).
     pub secrets: Vec<String>,
 }
 
@@ -210,13 +219,11 @@ pub struct SecretState {
     pub ours: bool,
     /// Marked as created by imagepullsecret-patcher.
     pub patcher: bool,
-    /// Its owner annotated it `pullsecret-reconciler/conflict: "accept"`: a same-name Secret that
-    /// is meant to be theirs (reported as info, never counted against convergence).
+    /// Annotated `pullsecret-reconciler/conflict: "accept"`: theirs (info, not a convergence error).
     pub conflict_accepted: bool,
     /// Annotated `pullsecret-reconciler/keep: "true"`: held by hand, never pruned.
     pub keep: bool,
-    /// `pullsecret-reconciler/installation`: the installation that wrote it (none on copies
-    /// written before installations were recorded: the first installation to see one adopts it).
+    /// `pullsecret-reconciler/installation`: the installation that wrote it (none: adoptable).
     pub installation: Option<String>,
     pub source_annotation: Option<String>,
     /// `.dockerconfigjson`, the only key we compare.
@@ -265,8 +272,7 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Findings that need no write (a GitOps owner of a list, a refused prune, an empty selection).
     pub findings: Vec<Finding>,
-    /// The plan would delete, but Pods or all ServiceAccounts were not read: read them and plan
-    /// again, so that nothing still named is deleted.
+    /// The plan would delete, but references were not read: read them and plan again.
     pub needs_references: bool,
 }
 

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 
-use crate::core::model::{Inventory, NamespaceState, PodState, SecretState, ServiceAccountState, StuckPod};
+use crate::core::model::{
+    Inventory, NamespaceState, OwnerTemplate, PodState, SecretState, ServiceAccountState, StuckPod,
+};
 use crate::core::{
     CONFLICT_ANNOTATION, DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INSTALLATION_ANNOTATION,
     INVENTORY_KEY, KEEP_ANNOTATION, MANAGED_BY_LABEL, PATCHER, PATCHER_EXCLUDE_ANNOTATION, RECORD_ANNOTATION,
@@ -208,7 +210,43 @@ pub fn stuck_pod(p: Pod) -> Option<StuckPod> {
         service_account: spec.service_account_name.unwrap_or_else(|| "default".into()),
         pull_secrets: spec.image_pull_secrets.into_iter().flatten().map(|r| r.name).collect(),
         controller,
+        owner: None,
     })
+}
+
+/// What a controller's Pod template says about its next Pod: its `imagePullSecrets`, and for a
+/// Job (`job` = (spec, status)) whether one more failed Pod is absorbed (an evicted Pod counts as
+/// failed): backoff left (`status.failed` + 1 ≤ `backoffLimit`, default 6; per-index limits are
+/// not judged), or a `podFailurePolicy` rule that ignores `DisruptionTarget`.
+pub fn owner_template(
+    template: Option<&PodSpec>,
+    job: Option<(
+        &k8s_openapi::api::batch::v1::JobSpec,
+        Option<&k8s_openapi::api::batch::v1::JobStatus>,
+    )>,
+) -> OwnerTemplate {
+    let pull_secrets = template
+        .and_then(|s| s.image_pull_secrets.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect();
+    let job_absorbs = job.map(|(spec, status)| {
+        let ignores_disruption = spec.pod_failure_policy.iter().flat_map(|p| &p.rules).any(|r| {
+            r.action == "Ignore"
+                && r.on_pod_conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "DisruptionTarget" && c.status.as_deref().unwrap_or("True") == "True")
+        });
+        let failed = status.and_then(|s| s.failed).unwrap_or(0);
+        let backoff_left = spec.backoff_limit_per_index.is_none() && failed < spec.backoff_limit.unwrap_or(6);
+        ignores_disruption || backoff_left
+    });
+    OwnerTemplate {
+        pull_secrets,
+        job_absorbs,
+    }
 }
 
 /// A workload whose Pod template names one of `names` directly (its Pods will, whatever the
@@ -366,5 +404,50 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(secrets_used(&only_volume, &names), ["kaniko"], "once each");
+    }
+
+    #[test]
+    fn a_job_absorbs_an_eviction_with_backoff_left_or_a_policy_that_ignores_disruption() {
+        use k8s_openapi::api::batch::v1::{JobSpec, JobStatus};
+        let job = |spec: serde_json::Value, failed: i32| -> (JobSpec, JobStatus) {
+            let mut spec = spec;
+            spec["template"] = serde_json::json!({ "spec": { "containers": [{ "name": "c" }] } });
+            (
+                serde_json::from_value(spec).unwrap(),
+                JobStatus {
+                    failed: Some(failed),
+                    ..JobStatus::default()
+                },
+            )
+        };
+        let absorbs = |(spec, status): (JobSpec, JobStatus)| {
+            owner_template(spec.template.spec.as_ref(), Some((&spec, Some(&status)))).job_absorbs
+        };
+        assert_eq!(
+            absorbs(job(serde_json::json!({}), 5)),
+            Some(true),
+            "default backoffLimit 6"
+        );
+        assert_eq!(
+            absorbs(job(serde_json::json!({}), 6)),
+            Some(false),
+            "the seventh failure fails it"
+        );
+        assert_eq!(absorbs(job(serde_json::json!({ "backoffLimit": 0 }), 0)), Some(false));
+        let ignore = serde_json::json!({ "backoffLimit": 0, "podFailurePolicy": { "rules": [
+            { "action": "Ignore", "onPodConditions": [{ "type": "DisruptionTarget" }] }] } });
+        assert_eq!(absorbs(job(ignore, 0)), Some(true));
+        let per_index = serde_json::json!({ "backoffLimitPerIndex": 1, "completionMode": "Indexed", "completions": 2 });
+        assert_eq!(
+            absorbs(job(per_index, 0)),
+            Some(false),
+            "per-index limits: not judged, left alone"
+        );
+        let spec = PodSpec {
+            image_pull_secrets: Some(vec![LocalObjectReference { name: "team".into() }]),
+            ..PodSpec::default()
+        };
+        let t = owner_template(Some(&spec), None);
+        assert_eq!((t.pull_secrets, t.job_absorbs), (vec!["team".to_string()], None));
     }
 }

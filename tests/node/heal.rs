@@ -5,6 +5,9 @@
 //! before and after. A PodDisruptionBudget with maxUnavailable 0 does not protect a Pending Pod:
 //! the API server's Eviction API admits evicting a Pod that is not running (it counts for no
 //! budget), so the guarded Deployment's stuck Pod is evicted too, and its replacement runs.
+//! Healing cannot loop or fail a Job: a Deployment whose template sets a list of its own (a subset
+//! of the ServiceAccount's) is reported, never evicted, on every run; a Job with `backoffLimit: 0`
+//! (an evicted Pod would fail it) is reported, never evicted.
 
 use std::collections::BTreeSet;
 
@@ -64,7 +67,20 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
     env.create_namespace(&ns, &[PRIVILEGED], &[]).await;
 
     // Before any run: two Deployments, one guarded by a budget that allows no disruption, and a
-    // bare Pod. All of them are admitted without a pull Secret.
+    // bare Pod. All of them are admitted without a pull Secret. The team's ServiceAccount lists
+    // its own (absent) Secret; a third Deployment's template sets that same list; a Job that may
+    // fail no Pod.
+    env.set_pull_secrets(&ns, "default", &["team-own"]).await;
+    let mut team = node::deployment(&ns, "team", &image, 1);
+    team["spec"]["template"]["spec"]["imagePullSecrets"] = json!([{ "name": "team-own" }]);
+    cp.apply_yaml(&team.to_string());
+    let mut job_pod = node::pod_spec(&image, &[]);
+    job_pod["restartPolicy"] = json!("Never");
+    cp.apply_yaml(
+        &json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "batch", "namespace": ns },
+                 "spec": { "backoffLimit": 0, "template": { "metadata": { "labels": { "app": "batch" } }, "spec": job_pod } } })
+        .to_string(),
+    );
     cp.apply_yaml(&node::deployment(&ns, "web", &image, 2).to_string());
     cp.apply_yaml(&node::deployment(&ns, "guarded", &image, 1).to_string());
     cp.apply_yaml(
@@ -78,9 +94,9 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
                  "spec": node::pod_spec(&image, &[]) })
         .to_string(),
     );
-    let stuck = node::wait_for("4 Pods failing their pull", 180, || async {
+    let stuck = node::wait_for("6 Pods failing their pull", 180, || async {
         let f = failing(&env, &ns).await;
-        if f.len() == 4 { Ok(f) } else { Err(format!("{f:?}")) }
+        if f.len() == 6 { Ok(f) } else { Err(format!("{f:?}")) }
     })
     .await;
     let failing_at = start.elapsed().as_secs();
@@ -108,7 +124,11 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
             .count()
     };
     assert_eq!((of("evict"), of("refused")), (1, 2), "{run:?}");
-    assert_eq!(run.summary()["pods"]["not_healable"], 1, "the bare Pod: {run:?}");
+    assert_eq!(
+        run.summary()["pods"]["not_healable"],
+        3,
+        "the bare Pod, the templated one, the Job's: {run:?}"
+    );
     assert_eq!(uids(&env, &ns).await, before, "a dry run evicts nothing");
 
     // The run: the Secret and the ServiceAccount entry first, then the evictions.
@@ -126,7 +146,13 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
         .iter()
         .map(|p| (p["name"].as_str().unwrap(), p["reason"].as_str().unwrap()))
         .collect();
-    assert_eq!(reasons, [("bare", "StuckPodNotHealable")], "{problems:?}");
+    assert_eq!(
+        reasons.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+        ["StuckPodNotHealable", "JobCannotAbsorbEviction", "TemplateSetsPullSecrets"],
+        "{problems:?}"
+    );
+    assert_eq!(reasons[0].0, "bare");
+    assert!(reasons[1].0.starts_with("batch-") && reasons[2].0.starts_with("team-"), "{reasons:?}");
 
     // The replacements get the Secret at admission, pull and run.
     let mut pods = node::wait_running(&env.client, &ns, "app=web", 2).await;
@@ -141,11 +167,8 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
         assert!(!before.contains(p.metadata.uid.as_ref().unwrap()), "a new Pod");
     }
     let still = failing(&env, &ns).await;
-    assert_eq!(
-        still,
-        BTreeSet::from(["bare".to_string()]),
-        "the bare Pod is left as it was"
-    );
+    let not_healed: BTreeSet<String> = reasons.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(still, not_healed, "the Pods not healable are left as they were");
     // Nothing stuck for our reason any more: the next run evicts nothing.
     let again = env.run(&heal).await;
     assert_eq!(

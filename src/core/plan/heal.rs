@@ -71,9 +71,16 @@ impl World<'_> {
         }
         let names = lacking.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
         let (ns, name, sa) = (&pod.namespace, &pod.name, &pod.service_account);
-        // A list that is not (part of) the ServiceAccount's came from the Pod template: a
-        // replacement would carry it again, and admission copies nothing into a Pod with a list.
-        if !pod.pull_secrets.iter().all(|n| list.contains(n)) {
+        // A replacement is made from the owner's template: a template with a list of its own
+        // gives it exactly that list (admission copies nothing into a Pod with a list). Decided
+        // from the template as read this run; without it, from the Pod (a list that is not part of
+        // the ServiceAccount's came from the template).
+        let template_sets = match &pod.owner {
+            Some(owner) if !owner.pull_secrets.is_empty() => lacking.iter().any(|t| !owner.pull_secrets.contains(t)),
+            Some(_) => false,
+            None => !pod.pull_secrets.iter().all(|n| list.contains(n)),
+        };
+        if template_sets {
             plan.findings.push(finding(
                 pod,
                 "TemplateSetsPullSecrets",
@@ -97,6 +104,24 @@ impl World<'_> {
             ));
             return None;
         };
+        // A Job's budget unknown (the window does not read owners): the next full pass decides.
+        if pod.owner.is_none() && controller.starts_with("Job/") {
+            return None;
+        }
+        if pod.owner.as_ref().and_then(|o| o.job_absorbs) == Some(false) {
+            plan.findings.push(finding(
+                pod,
+                "JobCannotAbsorbEviction",
+                format!(
+                    "waits on an image pull (it lacks {names}), but an evicted Pod counts as failed and {controller} \
+                     has no backoff left (backoffLimit reached, or per-index limits) and no podFailurePolicy rule \
+                     ignoring DisruptionTarget: evicting it would fail the Job, so it is left alone. Re-create the \
+                     Job (kubectl -n {ns} get job ... -o yaml, delete, apply), or give it a podFailurePolicy rule \
+                     {{action: Ignore, onPodConditions: [{{type: DisruptionTarget}}]}} and the next run evicts the Pod"
+                ),
+            ));
+            return None;
+        }
         let mut after: Vec<usize> = patch.iter().copied().collect();
         after.extend(lacking.iter().filter_map(|t| asm.upserts.get(&key(ns, t))));
         Some((pod, controller, after, names))
@@ -135,6 +160,13 @@ fn push_evictions(asm: &mut Assembly, evictions: Vec<Eviction>, limit: usize) {
         });
     }
 }
+
+/// The reasons a stuck Pod is reported instead of evicted (`pods.not_healable` counts these).
+pub const NOT_HEALABLE: &[&str] = &[
+    "TemplateSetsPullSecrets",
+    "StuckPodNotHealable",
+    "JobCannotAbsorbEviction",
+];
 
 fn finding(pod: &StuckPod, reason: &'static str, message: String) -> Finding {
     Finding {

@@ -4,6 +4,7 @@
 //! This file plans the desired state and assembles the plan; `prune.rs` holds the prune guards.
 
 mod heal;
+pub use heal::NOT_HEALABLE;
 mod prune;
 
 use std::collections::{BTreeMap, BTreeSet};

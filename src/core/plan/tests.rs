@@ -1013,6 +1013,7 @@ fn stuck(ns: &str, name: &str, secrets: &[&str], controller: Option<&str>) -> cr
         service_account: "default".into(),
         pull_secrets: secrets.iter().map(|s| s.to_string()).collect(),
         controller: controller.map(str::to_owned),
+        owner: None,
     }
 }
 
@@ -1202,4 +1203,75 @@ fn a_conflict_its_owner_accepts_is_left_alone_as_info() {
         crate::core::model::DryRun::Off,
     );
     assert_eq!((s.secrets.conflicts, s.exit_code()), (1, 1));
+}
+
+fn owned_by(
+    mut pod: crate::core::model::StuckPod,
+    template: &[&str],
+    job_absorbs: Option<bool>,
+) -> crate::core::model::StuckPod {
+    pod.owner = Some(crate::core::model::OwnerTemplate {
+        pull_secrets: template.iter().map(|s| s.to_string()).collect(),
+        job_absorbs,
+    });
+    pod
+}
+
+/// The ServiceAccount lists `[team, regcred]`; a template that sets `[team]` makes Pods whose
+/// list is a subset of it. Judged from the Pod alone that looks like a copy of the ServiceAccount
+/// (evict, and the replacement lacks regcred again: a loop, every run); judged from the template
+/// it is the template's list: reported, never evicted. A template without a list heals.
+#[test]
+fn healing_decides_from_the_owners_template_so_it_cannot_loop() {
+    let observed = |pods| Observed {
+        namespaces: vec![ns("a")],
+        service_accounts: vec![sa("a", "default", &["team"], &[])],
+        stuck: pods,
+        inventory: inventory(&["regcred"]),
+        ..Observed::default()
+    };
+    let pods = vec![
+        owned_by(
+            stuck("a", "sets-team", &["team"], Some("ReplicaSet/t")),
+            &["team"],
+            None,
+        ),
+        owned_by(stuck("a", "copied", &["team"], Some("ReplicaSet/c")), &[], None),
+        owned_by(
+            stuck("a", "fixed-since", &["team"], Some("ReplicaSet/f")),
+            &["team", "regcred"],
+            None,
+        ),
+    ];
+    let p = plan(&healing(10), &[cred("regcred", "D1")], &observed(pods));
+    let evicted: Vec<&str> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a.op, Op::Evict { .. }))
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(evicted, ["copied", "fixed-since"]);
+    let reasons: Vec<(&str, &str)> = p.findings.iter().map(|f| (f.name.as_str(), f.reason)).collect();
+    assert_eq!(reasons, [("sets-team", "TemplateSetsPullSecrets")]);
+    let s = crate::core::summary::Summary::from_run(&p, &[], crate::core::model::DryRun::Client);
+    assert_eq!(s.pods.not_healable, 1);
+}
+
+#[test]
+fn a_jobs_pod_is_evicted_only_when_the_job_absorbs_one_more_failure() {
+    let pods = vec![
+        owned_by(stuck("a", "budget-left", &[], Some("Job/left")), &[], Some(true)),
+        owned_by(stuck("a", "budget-spent", &[], Some("Job/spent")), &[], Some(false)),
+    ];
+    let p = healed(pods, &healing(10));
+    let evicted: Vec<&str> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a.op, Op::Evict { .. }))
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(evicted, ["budget-left"]);
+    let f = &p.findings[0];
+    assert_eq!((f.name.as_str(), f.reason), ("budget-spent", "JobCannotAbsorbEviction"));
+    assert!(f.message.contains("podFailurePolicy"), "{}", f.message);
 }

@@ -168,7 +168,7 @@ impl Summary {
             s.count(o);
         }
         for f in &plan.findings {
-            s.pods.not_healable += usize::from(f.kind == "Pod");
+            s.pods.not_healable += usize::from(crate::core::plan::NOT_HEALABLE.contains(&f.reason));
             s.problems
                 .push(problem(&f.namespace, f.kind, &f.name, f.reason, &f.message, f.severity));
         }

@@ -221,6 +221,7 @@ fn the_eviction_budget_is_shared_with_the_full_pass() {
         service_account: "default".into(),
         pull_secrets: vec![],
         controller: Some("ReplicaSet/web".into()),
+        owner: None,
     };
     let touched = store.apply(Change::Pod(Event::Applied(PendingPod {
         namespace: "a".into(),
