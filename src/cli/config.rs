@@ -200,8 +200,9 @@ fn non_empty(v: Option<String>) -> Option<String> {
 fn validate(mut raw: Raw, force_dry_run: bool) -> Result<Config> {
     // Checked in this order; the first invalid setting is the error.
     let verify = match non_empty(raw.verify.take()).map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("off" | "false") => Verify::Off,
-        Some("warn") => Verify::Warn,
+        Some("off" | "false") => Verify::Off,
+        // Verify by default: a mistyped rotated password must not be copied everywhere.
+        None | Some("warn") => Verify::Warn,
         Some("strict") => Verify::Strict,
         Some(other) => bail!("PULLSECRET_VERIFY: expected off, warn or strict, got {other:?}"),
     };
@@ -651,7 +652,7 @@ mod tests {
     #[test]
     fn verify_modes_and_the_ca_file() {
         let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a")]).unwrap();
-        assert_eq!((c.verify, c.registry_ca_file), (Verify::Off, None));
+        assert_eq!((c.verify, c.registry_ca_file), (Verify::Warn, None), "warn by default");
         for (v, want) in [("off", Verify::Off), ("warn", Verify::Warn), ("Strict", Verify::Strict)] {
             assert_eq!(
                 parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_VERIFY", v)])

@@ -124,8 +124,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     (
         "VERIFY",
-        "off",
-        "warn/strict: log in to every source registry before writing; rejected stops the run, unreachable/tls warn (stop under strict)",
+        "warn",
+        "off/warn/strict: log in to every source registry before writing; rejected stops the run, unreachable/tls are noted (info: no Event, same exit code) or stop under strict",
     ),
     (
         "REGISTRY_CA_FILE",

@@ -53,7 +53,11 @@ pub async fn run(
         };
         registries = apply::unless_stopped("verifying registries", check).await?;
         for r in &registries {
-            tracing::info!(server = %r.server, source = %r.source, result = r.result.as_str(), status = ?r.status, latency_ms = r.latency_ms, "registry checked");
+            if r.result == registry::Reply::Ok {
+                tracing::info!(server = %r.server, source = %r.source, result = r.result.as_str(), status = ?r.status, latency_ms = r.latency_ms, "registry checked");
+            } else {
+                tracing::warn!(server = %r.server, source = %r.source, result = r.result.as_str(), status = ?r.status, latency_ms = r.latency_ms, "registry checked");
+            }
         }
         if let Some(stop) = registry::stop_reason(config.verify, &registries) {
             tracing::error!(error = %stop, "stopped before writing anything");

@@ -148,11 +148,18 @@ async fn stuck_controller_owned_pods_are_evicted_and_their_replacements_pull() {
         .collect();
     assert_eq!(
         reasons.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
-        ["StuckPodNotHealable", "JobCannotAbsorbEviction", "TemplateSetsPullSecrets"],
+        [
+            "StuckPodNotHealable",
+            "JobCannotAbsorbEviction",
+            "TemplateSetsPullSecrets"
+        ],
         "{problems:?}"
     );
     assert_eq!(reasons[0].0, "bare");
-    assert!(reasons[1].0.starts_with("batch-") && reasons[2].0.starts_with("team-"), "{reasons:?}");
+    assert!(
+        reasons[1].0.starts_with("batch-") && reasons[2].0.starts_with("team-"),
+        "{reasons:?}"
+    );
 
     // The replacements get the Secret at admission, pull and run.
     let mut pods = node::wait_running(&env.client, &ns, "app=web", 2).await;

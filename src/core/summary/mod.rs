@@ -439,7 +439,8 @@ impl Summary {
     }
 
     /// Adds the registry checks of a run that went on; those not `ok` (possible only under
-    /// `warn`) are warnings.
+    /// `warn`) are info: a registry the tool's Pod cannot reach (egress blocked) is the normal
+    /// case for many clusters and must cost no Event and no exit code, every run.
     pub fn add_registries(&mut self, checks: Vec<crate::core::registry::RegistryCheck>) {
         for c in checks.iter().filter(|c| c.result != crate::core::registry::Reply::Ok) {
             let reason = if c.result == crate::core::registry::Reply::Tls {
@@ -449,7 +450,7 @@ impl Summary {
             };
             let message = format!("{} (from {}): {}", c.result, c.source, c.message);
             self.problems
-                .push(problem("", "Registry", &c.server, reason, &message, Severity::Warning));
+                .push(problem("", "Registry", &c.server, reason, &message, Severity::Info));
         }
         self.registries = checks;
     }
