@@ -7,7 +7,7 @@
 #     -t REGISTRY/pullsecret-reconciler:0.1.0 --push .
 #
 # Optional: kubelet credential-provider plugins in the image, for PULLSECRET_CREDENTIAL_PROVIDER_*
-# (README "Short-lived cloud tokens"): --build-arg CREDENTIAL_PROVIDERS=ecr builds AWS's
+# (docs/sources.md#short-lived-cloud-tokens-credential-provider-plugins): --build-arg CREDENTIAL_PROVIDERS=ecr builds AWS's
 # ecr-credential-provider from its Go module (k8s.io/cloud-provider-aws) into
 # /usr/local/lib/pullsecret-reconciler/credential-providers/. To add another plugin, add a line to
 # that stage that builds it from its module into /out.
