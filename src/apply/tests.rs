@@ -293,6 +293,7 @@ async fn concurrent_inventory_writers_merge_instead_of_overwriting() {
     // Another run recorded "theirs" after we read the inventory.
     fake.on("write-inventory [mine] rv=1", &[Scripted::Status(409)]);
     *fake.inventory.lock().unwrap() = Some(Inventory {
+        held: vec![],
         names: s(&["theirs"]),
         resource_version: Some("2".into()),
     });

@@ -71,6 +71,8 @@ impl Reader {
             service_accounts_listed: listed,
             stuck,
             installation: source_namespace.to_owned(),
+            held_over: BTreeSet::new(),
+            pod_ages: None,
         })
     }
 
@@ -149,6 +151,31 @@ impl Reader {
                 None
             }
         }
+    }
+
+    /// Every unfinished Pod's creation time, by namespace: one paged, cluster-wide list of Pod
+    /// metadata only (no spec, no status), what decides whether a recorded holder may have ended.
+    pub async fn pod_ages(&self) -> Result<std::collections::BTreeMap<String, Vec<i64>>> {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let fetch = |p: ListParams| {
+            let api = api.clone();
+            async move { api.list_metadata(&p).await }
+        };
+        let unfinished = Some("status.phase!=Succeeded,status.phase!=Failed");
+        let ages = self
+            .paged(None, unfinished, fetch, |p| {
+                Some((
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    reduce::created(&p.metadata),
+                ))
+            })
+            .await
+            .context("listing Pod metadata (which holders of kept copies have ended)")?;
+        let mut out: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+        for (ns, created) in ages {
+            out.entry(ns).or_default().push(created);
+        }
+        Ok(out)
     }
 
     /// Namespaces as metadata only: the plan needs names, annotations and deletion timestamps.

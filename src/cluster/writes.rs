@@ -208,3 +208,20 @@ impl Cluster for KubeCluster {
         api.evict(name, &params).await.map(drop).map_err(api_error)
     }
 }
+
+/// Records the [`crate::core::model::Held`] copies in the inventory ConfigMap (key `held`), with a
+/// merge patch of that key alone: a cache (a lost or stale record only means a read), so it needs
+/// no resourceVersion. A missing inventory is left alone (the next run records again).
+pub async fn write_held(client: &Client, namespace: &str, records: &[crate::core::model::Held]) -> anyhow::Result<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let body = json!({ "data": { reduce::HELD_KEY: reduce::held_data(records) } });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    match api.patch(INVENTORY_NAME, &params, &Patch::Merge(body)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -125,6 +125,10 @@ pub struct Observed {
     pub stuck: Vec<StuckPod>,
     /// This installation: the source namespace (empty: not known, every copy of ours counts).
     pub installation: String,
+    /// Copies whose recorded Pod holders (see [`Held`]) are all still there: kept unread.
+    pub held_over: BTreeSet<(String, String)>,
+    /// Each namespace's unfinished Pods' creation times (Unix seconds), when read this run.
+    pub pod_ages: Option<std::collections::BTreeMap<String, Vec<i64>>>,
 }
 
 /// A Pending Pod one of whose containers (init or app) waits on ErrImagePull/ImagePullBackOff.
@@ -176,8 +180,23 @@ impl Listed {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inventory {
     pub names: Vec<String>,
+    /// Copies kept for Pods alone when references were last read (key `held`).
+    pub held: Vec<Held>,
     /// `None`: the ConfigMap does not exist (the first write creates it).
     pub resource_version: Option<String>,
+}
+
+/// A copy `namespace/name` kept for Pods alone at the last reference read: `before` = the
+/// youngest holder's creation (Unix seconds), `pods` = the unfinished Pods of its namespace
+/// created at or before it, then. No Pod created later can name a retired name (its
+/// ServiceAccount and the inject policy no longer give it), so while that count holds, so do the
+/// holders.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Held {
+    pub namespace: String,
+    pub name: String,
+    pub before: i64,
+    pub pods: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -198,6 +217,8 @@ pub struct PodState {
     pub name: String,
     /// The managed names among the Secrets it uses ([`crate::core::reduce::secrets_used`]).
     pub secrets: Vec<String>,
+    /// Creation, Unix seconds (0 for a template).
+    pub created: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Secret, ServiceAccount
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 
 use crate::core::model::{
-    Inventory, NamespaceState, OwnerTemplate, PodState, SecretState, ServiceAccountState, StuckPod,
+    Held, Inventory, NamespaceState, OwnerTemplate, PodState, SecretState, ServiceAccountState, StuckPod,
 };
 use crate::core::{
     CONFLICT_ANNOTATION, DOCKERCONFIGJSON_KEY, EXCLUDE_ANNOTATION, FIELD_MANAGER, INSTALLATION_ANNOTATION,
@@ -109,10 +109,16 @@ pub fn pod(p: Pod, names: &BTreeSet<String>) -> Option<PodState> {
     let secrets = secrets_used(p.spec.as_ref()?, names);
     (!secrets.is_empty()).then(|| PodState {
         kind: "Pod",
+        created: created(&p.metadata),
         namespace: p.metadata.namespace.unwrap_or_default(),
         name: p.metadata.name.unwrap_or_default(),
         secrets,
     })
+}
+
+/// Creation time, Unix seconds (0 when unknown).
+pub fn created(meta: &ObjectMeta) -> i64 {
+    meta.creation_timestamp.as_ref().map_or(0, |t| t.0.as_second())
 }
 
 /// The managed names among every Secret a Pod spec uses, in order, once each: its
@@ -260,6 +266,7 @@ pub fn template(
     let secrets = secrets_used(spec?, names);
     (!secrets.is_empty()).then(|| PodState {
         kind,
+        created: 0,
         namespace: meta.namespace.unwrap_or_default(),
         name: meta.name.unwrap_or_default(),
         secrets,
@@ -267,15 +274,43 @@ pub fn template(
 }
 
 pub fn inventory(cm: ConfigMap) -> Inventory {
+    let data = |key: &str| cm.data.as_ref().and_then(|d| d.get(key)).map(|s| split_list(s));
     Inventory {
-        names: cm
-            .data
-            .as_ref()
-            .and_then(|d| d.get(INVENTORY_KEY))
-            .map(|s| split_list(s))
-            .unwrap_or_default(),
+        names: data(INVENTORY_KEY).unwrap_or_default(),
+        // A cache: an entry that does not parse is dropped (its copy is simply read again).
+        held: data(HELD_KEY)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| held(e))
+            .collect(),
         resource_version: cm.metadata.resource_version.clone(),
     }
+}
+
+/// The inventory's key for [`Held`] records: `namespace/name@before#pods`, comma-separated.
+pub const HELD_KEY: &str = "held";
+
+fn held(entry: &str) -> Option<Held> {
+    let (copy, rest) = entry.split_once('@')?;
+    let (namespace, name) = copy.split_once('/')?;
+    let (before, pods) = rest.split_once('#')?;
+    Some(Held {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        before: before.parse().ok()?,
+        pods: pods.parse().ok()?,
+    })
+}
+
+/// The `held` value for `records` (sorted, so equal sets write equal text).
+pub fn held_data(records: &[Held]) -> String {
+    let mut sorted: Vec<&Held> = records.iter().collect();
+    sorted.sort();
+    let entries: Vec<String> = sorted
+        .iter()
+        .map(|h| format!("{}/{}@{}#{}", h.namespace, h.name, h.before, h.pods))
+        .collect();
+    entries.join(",")
 }
 
 /// Whether our field manager owns the Secret's `data` (our server-side apply wrote it).
@@ -449,5 +484,32 @@ mod tests {
         };
         let t = owner_template(Some(&spec), None);
         assert_eq!((t.pull_secrets, t.job_absorbs), (vec!["team".to_string()], None));
+    }
+
+    #[test]
+    fn held_records_round_trip_and_bad_entries_are_dropped() {
+        let records = vec![
+            Held {
+                namespace: "b".into(),
+                name: "old".into(),
+                before: 1_700_000_000,
+                pods: 12,
+            },
+            Held {
+                namespace: "a".into(),
+                name: "old".into(),
+                before: 5,
+                pods: 1,
+            },
+        ];
+        let text = held_data(&records);
+        assert_eq!(text, "a/old@5#1,b/old@1700000000#12", "sorted");
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "data": { "names": "old", "held": format!("{text},garbage,c/x@no#1") }
+        }))
+        .unwrap();
+        let parsed = inventory(cm).held;
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(held_data(&parsed), text);
     }
 }

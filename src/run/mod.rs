@@ -1,6 +1,7 @@
 //! One run, stage after stage: source -> verify -> Lease -> observe -> plan -> apply -> report,
 //! then the watch window (`window.rs`) when one is set, then Events; and the metrics push after it.
 
+mod held;
 mod window;
 
 use std::collections::BTreeSet;
@@ -122,6 +123,8 @@ pub trait Observe: Sync {
         namespaces: &BTreeSet<String>,
         names: &[String],
     ) -> impl Future<Output = ()> + Send;
+    /// Each namespace's unfinished Pods' creation times (Pod metadata only).
+    fn pod_ages(&self) -> impl Future<Output = Result<std::collections::BTreeMap<String, Vec<i64>>>> + Send;
 }
 
 impl Observe for reads::Reader {
@@ -131,6 +134,10 @@ impl Observe for reads::Reader {
 
     async fn references(&self, observed: &mut Observed, namespaces: &BTreeSet<String>, names: &[String]) {
         reads::Reader::references(self, observed, namespaces, names).await;
+    }
+
+    async fn pod_ages(&self) -> Result<std::collections::BTreeMap<String, Vec<i64>>> {
+        reads::Reader::pod_ages(self).await
     }
 }
 
@@ -148,7 +155,15 @@ pub async fn read_and_plan(
     let mut plan = plan::plan(policy, credentials, &observed);
     if plan.needs_references {
         let names = model::managed_names(&targets, &observed.inventory.names);
-        let namespaces = plan.reference_namespaces();
+        let mut namespaces = plan.reference_namespaces();
+        // Past the per-namespace reads, copies whose recorded Pod holders are all still there
+        // are not read again (`held.rs`).
+        if namespaces.len() > reads::PER_NAMESPACE_LISTS {
+            match reader.pod_ages().await {
+                Ok(ages) => namespaces = held::hold_over(&mut observed, &held::candidates(&plan), ages),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "reading every Pod's references instead"),
+            }
+        }
         reader.references(&mut observed, &namespaces, &names).await;
         plan = plan::plan(policy, credentials, &observed);
     }
@@ -244,6 +259,9 @@ async fn reconcile(
         "planned"
     );
 
+    // Copies kept for Pods alone, recorded so that the next run need not read them again.
+    let held = plan::held_records(&plan, &observed);
+    let held_changed = held != observed.inventory.held;
     // The outcomes take over the actions; the plan keeps its counts and findings for the report.
     // What was observed is kept only for a window (with every ServiceAccount read, it is the
     // run's largest structure besides the actions).
@@ -268,6 +286,12 @@ async fn reconcile(
         }
     };
 
+    // After the writes (the inventory's own edits are guarded by its resourceVersion).
+    if config.dry_run == DryRun::Off && held_changed {
+        if let Err(e) = writes::write_held(client, source_namespace, &held).await {
+            tracing::warn!(error = %format!("{e:#}"), "recording the kept copies' holders failed; the next run reads them");
+        }
+    }
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);
     summary.service_accounts.listed = listed;
     summary.add_expiries(&expiries, unix_now().as_secs());
@@ -375,6 +399,7 @@ mod tests {
                 secrets: vec![old_copy("a"), old_copy("b")],
                 service_accounts: vec![sa("a"), sa("b"), sa("c")],
                 inventory: Inventory {
+                    held: vec![],
                     names: vec!["old".into()],
                     resource_version: Some("1".into()),
                 },
@@ -390,6 +415,10 @@ mod tests {
                 Ok(pods) => Pods::Read(pods.clone()),
                 Err(e) => Pods::Unreadable(e.clone()),
             };
+        }
+
+        async fn pod_ages(&self) -> Result<std::collections::BTreeMap<String, Vec<i64>>> {
+            Ok(Default::default())
         }
     }
 
@@ -440,6 +469,7 @@ mod tests {
                 namespace: "b".into(),
                 name: "web-0".into(),
                 secrets: vec!["old".into()],
+                created: 0,
             }]),
         };
         let (plan, observed) = read_and_plan(&reader, &policy(), &new_credential(), "home")

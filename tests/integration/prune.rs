@@ -710,3 +710,88 @@ async fn reference_reads_cost_what_the_candidates_need_not_the_cluster() {
         bytes(&again)
     );
 }
+
+/// After a rename that Pods hold up in more namespaces than references are read one by one (as
+/// the inject policy makes it: every Pod admitted before names the old copy), the run that finds
+/// them records the holders; the following runs read one list of Pod metadata instead of every Pod
+/// and workload of the cluster, keep the copies unread while none of the older Pods has ended, and
+/// read again exactly the namespaces where one has — deleting those copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_held_by_pods_are_not_read_again_until_one_of_their_pods_ends() {
+    let env = TestEnv::new("prh").await;
+    let src = env.name("source");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    let (old, new) = (env.name("old"), env.name("new"));
+    let n = 22;
+    let mut namespaces = Vec::new();
+    for i in 0..n {
+        let ns = env.name(&format!("n{i:02}"));
+        env.create_namespace(&ns, &[], &[]).await;
+        namespaces.push(ns);
+    }
+    let no_accounts = ("PULLSECRET_SERVICE_ACCOUNTS", "");
+    let sources = format!("{src}={old}");
+    let run = env.run(&[("PULLSECRET_SOURCE_SECRETS", &sources), no_accounts]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    for ns in &namespaces {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "app" },
+            "spec": { "imagePullSecrets": [{ "name": old }],
+                      "containers": [{ "name": "app", "image": "registry.example.invalid/app:1" }] }
+        }))
+        .unwrap();
+        Api::<Pod>::namespaced(env.client.clone(), ns)
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+    }
+    let renamed = format!("{src}={new}");
+    // (Events off: a kept copy is a warning, and Events are counted as writes.)
+    let rename = [
+        ("PULLSECRET_SOURCE_SECRETS", renamed.as_str()),
+        no_accounts,
+        ("PULLSECRET_EVENTS", "false"),
+    ];
+
+    // The run that finds them: every Pod and workload read, 22 copies kept, holders recorded.
+    let first = env.run(&rename).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(kept_for(&first, "StillReferenced").len(), n, "{}", first.stdout);
+    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), &env.home)
+        .get(INVENTORY)
+        .await
+        .unwrap();
+    let held = cm.data.unwrap_or_default().get("held").cloned().unwrap_or_default();
+    assert_eq!(held.split(',').count(), n, "{held}");
+
+    // Nothing ended: kept unread (one list of Pod metadata instead of seven lists), no write.
+    let steady = env.run(&rename).await;
+    assert_eq!((steady.code, steady.writes()), (0, 0), "{steady:?}");
+    assert_eq!(kept_for(&steady, "StillReferenced").len(), n);
+    let reads = |r: &RunResult| r.summary()["api_requests"]["reads"].as_u64().unwrap();
+    assert!(
+        reads(&steady) + 6 <= reads(&first),
+        "steady {} reads, first {}",
+        reads(&steady),
+        reads(&first)
+    );
+
+    // Two of the Pods end: exactly those namespaces are read again, and their copies go.
+    for ns in &namespaces[..2] {
+        Api::<Pod>::namespaced(env.client.clone(), ns)
+            .delete("app", &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+    }
+    let after = env.run(&rename).await;
+    assert_eq!(after.code, 0, "{after:?}");
+    assert_eq!(
+        actions(&after, "delete"),
+        namespaces[..2]
+            .iter()
+            .map(|ns| (ns.clone(), old.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(kept_for(&after, "StillReferenced").len(), n - 2);
+    no_dangling_references(&env, &namespaces).await;
+}

@@ -6,6 +6,7 @@
 mod heal;
 pub use heal::NOT_HEALABLE;
 mod prune;
+pub use prune::held_records;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -39,6 +39,16 @@ fn held_by_hand() -> Op {
     }
 }
 
+/// A copy whose recorded Pod holders are all still there (not read again this run).
+fn still_held() -> Op {
+    Op::Kept {
+        reason: "StillReferenced",
+        message: "kept: still named by Pods when references were last read, and none of the Pods that could \
+                  name it has ended since (read again once one has); a later run deletes it once nothing names it"
+            .into(),
+    }
+}
+
 fn kept_message(named_by: &[String]) -> String {
     let shown: Vec<&str> = named_by.iter().take(NAMED_IN_MESSAGE).map(String::as_str).collect();
     let more = named_by.len().saturating_sub(NAMED_IN_MESSAGE);
@@ -182,6 +192,8 @@ impl<'a> World<'a> {
                 self.observed.service_accounts_listed == Listed::All && self.observed.pods != Pods::NotRead;
             let op = if s.keep {
                 held_by_hand()
+            } else if self.observed.held_over.contains(&(s.namespace.clone(), s.name.clone())) {
+                still_held()
             } else if !references_read {
                 plan.needs_references = true;
                 Op::Refused {
@@ -348,4 +360,61 @@ impl<'a> World<'a> {
         }
         out
     }
+}
+
+/// The [`Held`] records after this plan: a copy kept only for Pods (no ServiceAccount, no
+/// template names it) gets the youngest holder's creation and how many unfinished Pods of its
+/// namespace were created by then (`observed.pod_ages`); a copy held over keeps its record.
+/// Without those ages (references were read per namespace: cheap enough) nothing is recorded.
+pub fn held_records(plan: &Plan, observed: &crate::core::model::Observed) -> Vec<crate::core::model::Held> {
+    let Some(ages) = &observed.pod_ages else { return vec![] };
+    let Pods::Read(pods) = &observed.pods else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for a in &plan.actions {
+        if !matches!(
+            a.op,
+            Op::Kept {
+                reason: "StillReferenced",
+                ..
+            }
+        ) || a.kind != Kind::Secret
+        {
+            continue;
+        }
+        let copy = (a.namespace.clone(), a.name.clone());
+        if observed.held_over.contains(&copy) {
+            out.extend(
+                observed
+                    .inventory
+                    .held
+                    .iter()
+                    .filter(|h| (&h.namespace, &h.name) == (&copy.0, &copy.1))
+                    .cloned(),
+            );
+            continue;
+        }
+        let names = |p: &&crate::core::model::PodState| p.namespace == a.namespace && p.secrets.contains(&a.name);
+        let holders: Vec<&crate::core::model::PodState> = pods.iter().filter(names).collect();
+        let by_account = observed
+            .service_accounts
+            .iter()
+            .any(|sa| sa.namespace == a.namespace && sa.pull_secrets.contains(&a.name));
+        if holders.is_empty() || by_account || holders.iter().any(|p| p.kind != "Pod") {
+            continue;
+        }
+        let before = holders.iter().map(|p| p.created).max().unwrap_or(0);
+        let pods = ages
+            .get(&a.namespace)
+            .map_or(0, |t| t.iter().filter(|c| **c <= before).count());
+        out.push(crate::core::model::Held {
+            namespace: copy.0,
+            name: copy.1,
+            before,
+            pods,
+        });
+    }
+    out.sort();
+    out
 }

@@ -74,11 +74,13 @@ fn pod(ns: &str, name: &str, secrets: &[&str]) -> PodState {
         namespace: ns.into(),
         name: name.into(),
         secrets: secrets.iter().map(|s| s.to_string()).collect(),
+        created: 0,
     }
 }
 
 fn inventory(names: &[&str]) -> Inventory {
     Inventory {
+        held: vec![],
         names: names.iter().map(|s| s.to_string()).collect(),
         resource_version: Some("1".into()),
     }
@@ -756,6 +758,7 @@ fn arb_world() -> impl Strategy<Value = (Policy, Vec<Credential>, Observed)> {
             names.sort();
             names.dedup();
             observed.inventory = Inventory {
+                held: vec![],
                 names,
                 resource_version: Some("1".into()),
             };
@@ -1274,4 +1277,49 @@ fn a_jobs_pod_is_evicted_only_when_the_job_absorbs_one_more_failure() {
     let f = &p.findings[0];
     assert_eq!((f.name.as_str(), f.reason), ("budget-spent", "JobCannotAbsorbEviction"));
     assert!(f.message.contains("podFailurePolicy"), "{}", f.message);
+}
+
+/// Kept copies held by Pods alone are recorded (youngest holder, older Pods then); a template or
+/// a ServiceAccount as holder is not (they can make new holders); a held-over copy keeps its record.
+#[test]
+fn held_records_cover_copies_kept_for_pods_alone() {
+    let mut web = pod("a", "web", &["old"]);
+    web.created = 200;
+    let mut older = pod("a", "web-older", &["old"]);
+    older.created = 150;
+    let mut template = pod("b", "deploy", &["old"]);
+    template.kind = "Deployment";
+    let observed = Observed {
+        namespaces: vec![ns("a"), ns("b"), ns("c"), ns("d")],
+        secrets: vec![
+            secret("a", "old", true, "D"),
+            secret("b", "old", true, "D"),
+            secret("c", "old", true, "D"),
+            secret("d", "old", true, "D"),
+        ],
+        service_accounts: vec![sa("c", "builder", &["old"], &[])],
+        inventory: Inventory {
+            held: vec![crate::core::model::Held {
+                namespace: "d".into(),
+                name: "old".into(),
+                before: 7,
+                pods: 3,
+            }],
+            ..inventory(&["new", "old"])
+        },
+        pods: Pods::Read(vec![web, older, template]),
+        service_accounts_listed: Listed::All,
+        held_over: BTreeSet::from([("d".to_string(), "old".to_string())]),
+        pod_ages: Some(BTreeMap::from([("a".to_string(), vec![100, 150, 200, 900])])),
+        ..Observed::default()
+    };
+    let p = plan(&policy(&[], Adopt::Patcher, true), &[cred("new", "D")], &observed);
+    for ns in ["a", "b", "c", "d"] {
+        assert_eq!(kept_reason(&p, ns, "old"), "StillReferenced", "{ns}");
+    }
+    let records: Vec<(String, i64, usize)> = crate::core::plan::held_records(&p, &observed)
+        .into_iter()
+        .map(|h| (h.namespace, h.before, h.pods))
+        .collect();
+    assert_eq!(records, [("a".to_string(), 200, 3), ("d".to_string(), 7, 3)]);
 }

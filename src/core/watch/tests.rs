@@ -74,6 +74,7 @@ fn converged() -> Store {
         secrets: vec![copy("a", b"D")],
         service_accounts: vec![sa("a", &["regcred"])],
         inventory: crate::core::model::Inventory {
+            held: vec![],
             names: vec!["regcred".into()],
             resource_version: Some("1".into()),
         },
