@@ -5,6 +5,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+mod pods;
+pub use pods::{Held, OwnerTemplate, StuckPod};
+
 use crate::core::glob::Glob;
 
 // ---------------------------------------------------------------------------------------------
@@ -131,30 +134,6 @@ pub struct Observed {
     pub pod_ages: Option<std::collections::BTreeMap<String, Vec<i64>>>,
 }
 
-/// A Pending Pod one of whose containers (init or app) waits on ErrImagePull/ImagePullBackOff.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StuckPod {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub service_account: String,
-    /// Every name in the Pod's `spec.imagePullSecrets` (fixed since its admission).
-    pub pull_secrets: Vec<String>,
-    /// `Kind/name` of its controller (ReplicaSet, StatefulSet, DaemonSet, Job); `None` otherwise.
-    pub controller: Option<String>,
-    /// What that controller's Pod template says, as read this run (`None`: not read).
-    pub owner: Option<OwnerTemplate>,
-}
-
-/// What a stuck Pod's replacement would be made from (see [`crate::core::reduce::owner_template`]).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OwnerTemplate {
-    /// The template's own `imagePullSecrets` (empty: admission copies the ServiceAccount's).
-    pub pull_secrets: Vec<String>,
-    /// For a Job: whether it absorbs one more failed Pod; `None` for other controllers.
-    pub job_absorbs: Option<bool>,
-}
-
 /// How ServiceAccounts were read: only what the configuration names, or all of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Listed {
@@ -184,19 +163,6 @@ pub struct Inventory {
     pub held: Vec<Held>,
     /// `None`: the ConfigMap does not exist (the first write creates it).
     pub resource_version: Option<String>,
-}
-
-/// A copy `namespace/name` kept for Pods alone at the last reference read: `before` = the
-/// youngest holder's creation (Unix seconds), `pods` = the unfinished Pods of its namespace
-/// created at or before it, then. No Pod created later can name a retired name (its
-/// ServiceAccount and the inject policy no longer give it), so while that count holds, so do the
-/// holders.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Held {
-    pub namespace: String,
-    pub name: String,
-    pub before: i64,
-    pub pods: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -53,13 +53,7 @@ pub async fn run(
                 .map_err(|_| passed("verifying registries"))
         };
         registries = apply::unless_stopped("verifying registries", check).await?;
-        for r in &registries {
-            if r.result == registry::Reply::Ok {
-                tracing::info!(server = %r.server, source = %r.source, result = r.result.as_str(), status = ?r.status, latency_ms = r.latency_ms, "registry checked");
-            } else {
-                tracing::warn!(server = %r.server, source = %r.source, result = r.result.as_str(), status = ?r.status, latency_ms = r.latency_ms, "registry checked");
-            }
-        }
+        log_checks(&registries);
         if let Some(stop) = registry::stop_reason(config.verify, &registries) {
             tracing::error!(error = %stop, "stopped before writing anything");
             let mut summary = Summary::aborted(config.dry_run, &anyhow!(stop));
@@ -102,6 +96,25 @@ pub async fn run(
     summary.api_requests = counter.snapshot();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
+}
+
+/// One line per registry checked: info when `ok`, else a warning (under `warn` the only trace
+/// besides the summary's info problem).
+fn log_checks(registries: &[registry::RegistryCheck]) {
+    for r in registries {
+        if r.result == registry::Reply::Ok {
+            tracing::info!(server = %r.server, source = %r.source, result = r.result.as_str(), status = ?r.status, latency_ms = r.latency_ms, "registry checked");
+        } else {
+            tracing::warn!(server = %r.server, source = %r.source, result = r.result.as_str(), status = ?r.status, latency_ms = r.latency_ms, "registry checked");
+        }
+    }
+}
+
+/// Records the kept copies' Pod holders (a cache: a failure only means the next run reads them).
+async fn record_held(client: &kube::Client, source_namespace: &str, held: &[model::Held]) {
+    if let Err(e) = writes::write_held(client, source_namespace, held).await {
+        tracing::warn!(error = %format!("{e:#}"), "recording the kept copies' holders failed; the next run reads them");
+    }
 }
 
 /// What a run reads from the cluster, in the two passes the planner needs. The real one is
@@ -288,9 +301,7 @@ async fn reconcile(
 
     // After the writes (the inventory's own edits are guarded by its resourceVersion).
     if config.dry_run == DryRun::Off && held_changed {
-        if let Err(e) = writes::write_held(client, source_namespace, &held).await {
-            tracing::warn!(error = %format!("{e:#}"), "recording the kept copies' holders failed; the next run reads them");
-        }
+        record_held(client, source_namespace, &held).await;
     }
     let mut summary = Summary::from_run(&plan, &outcomes, config.dry_run);
     summary.service_accounts.listed = listed;
