@@ -22,7 +22,7 @@ pub use crate::core::registry::{DOCKER_HUB, RegistryCheck, Reply, Target, Verify
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 /// Short: where egress from the tool's Pod is blocked, `warn` (the default) costs one such
 /// timeout per registry and run.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// HTTP clients for the checks, trusting the system roots plus `ca_file` (PEM), if given, and
 /// the results of `explain`'s checks so far: one login per (registry, repository, credential)
 /// and one manifest check per (reference, credential), however many Pods ask (kept in memory
