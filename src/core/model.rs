@@ -268,21 +268,27 @@ impl Plan {
         self.actions.iter().filter(|a| a.op.is_write())
     }
 
-    /// The namespaces of the deletes that wait for their references to be read.
-    pub fn reference_namespaces(&self) -> BTreeSet<String> {
+    /// The deletes that wait for their references to be read: (namespace, name).
+    pub fn reference_candidates(&self) -> BTreeSet<(String, String)> {
+        let waits = |a: &&Action| {
+            matches!(
+                a.op,
+                Op::Refused {
+                    reason: "ReferencesNotRead",
+                    ..
+                }
+            )
+        };
         self.actions
             .iter()
-            .filter(|a| {
-                matches!(
-                    a.op,
-                    Op::Refused {
-                        reason: "ReferencesNotRead",
-                        ..
-                    }
-                )
-            })
-            .map(|a| a.namespace.clone())
+            .filter(waits)
+            .map(|a| (a.namespace.clone(), a.name.clone()))
             .collect()
+    }
+
+    /// The namespaces of [`Self::reference_candidates`].
+    pub fn reference_namespaces(&self) -> BTreeSet<String> {
+        self.reference_candidates().into_iter().map(|(ns, _)| ns).collect()
     }
 }
 

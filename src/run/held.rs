@@ -9,24 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::model::{Observed, Op, Plan};
-
-/// The copies this plan would delete once references are read: (namespace, name).
-pub(super) fn candidates(plan: &Plan) -> BTreeSet<(String, String)> {
-    plan.actions
-        .iter()
-        .filter(|a| {
-            matches!(
-                a.op,
-                Op::Refused {
-                    reason: "ReferencesNotRead",
-                    ..
-                }
-            )
-        })
-        .map(|a| (a.namespace.clone(), a.name.clone()))
-        .collect()
-}
+use crate::core::model::Observed;
 
 /// Marks the candidates whose recorded holders are all still there as held over, keeps `ages`
 /// for the next records, and returns the namespaces whose references must still be read.

@@ -173,7 +173,7 @@ pub async fn read_and_plan(
         // are not read again (`held.rs`).
         if namespaces.len() > reads::PER_NAMESPACE_LISTS {
             match reader.pod_ages().await {
-                Ok(ages) => namespaces = held::hold_over(&mut observed, &held::candidates(&plan), ages),
+                Ok(ages) => namespaces = held::hold_over(&mut observed, &plan.reference_candidates(), ages),
                 Err(e) => tracing::warn!(error = %format!("{e:#}"), "reading every Pod's references instead"),
             }
         }
