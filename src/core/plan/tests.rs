@@ -81,6 +81,7 @@ fn pod(ns: &str, name: &str, secrets: &[&str]) -> PodState {
 fn inventory(names: &[&str]) -> Inventory {
     Inventory {
         held: vec![],
+        events: vec![],
         names: names.iter().map(|s| s.to_string()).collect(),
         resource_version: Some("1".into()),
     }
@@ -759,6 +760,7 @@ fn arb_world() -> impl Strategy<Value = (Policy, Vec<Credential>, Observed)> {
             names.dedup();
             observed.inventory = Inventory {
                 held: vec![],
+                events: vec![],
                 names,
                 resource_version: Some("1".into()),
             };
