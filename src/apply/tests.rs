@@ -294,7 +294,6 @@ async fn concurrent_inventory_writers_merge_instead_of_overwriting() {
     fake.on("write-inventory [mine] rv=1", &[Scripted::Status(409)]);
     *fake.inventory.lock().unwrap() = Some(Inventory {
         held: vec![],
-        events: vec![],
         names: s(&["theirs"]),
         resource_version: Some("2".into()),
     });

@@ -1,11 +1,9 @@
 //! Stage 7, notify: the run's Summary -> `events.k8s.io/v1` Events (which ones: pure; sending
 //! them: thin I/O). One Warning Event on the affected object for every problem, and one summary
 //! Event per run that changed something or found a problem; none for a run with nothing to do.
-//! A condition that lasts is written once, then again at most once per [`REPEAT`] (the same
-//! Event's next `series` count): see [`due`].
 
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::time::{Instant, timeout_at};
@@ -57,67 +55,9 @@ impl Anchor {
     }
 }
 
-/// An unchanged condition is written again (as the same Event's next `series` count) at most
-/// this often while it lasts: a steady state with an unchanged warning writes nothing in between.
-pub const REPEAT: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// A stable identity for an Event: the same object, reason and note give the same name, so a
-/// condition that lasts updates one Event instead of adding one a run.
-pub fn identity(spec: &EventSpec) -> u64 {
-    // FNV-1a: stable across processes and versions (std's hasher is neither).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [
-        &spec.namespace,
-        &spec.kind,
-        &spec.name,
-        spec.type_,
-        &spec.reason,
-        &spec.note,
-    ] {
-        for b in part.bytes().chain([0]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
-/// The Events to write now: those not written within [`REPEAT`] according to `recent`
-/// (identity -> Unix seconds of its last write); and the record to keep: this run's conditions
-/// (kept only when something was written, so a quiet run writes nothing at all).
-pub fn due(specs: Vec<EventSpec>, recent: &[(u64, i64)], now: i64) -> (Vec<EventSpec>, Vec<(u64, i64)>) {
-    let repeat = i64::try_from(REPEAT.as_secs()).unwrap_or(i64::MAX);
-    let mut write = Vec::new();
-    let mut record = Vec::new();
-    for spec in specs {
-        let id = identity(&spec);
-        match recent.iter().find(|(r, _)| *r == id) {
-            Some((_, at)) if now - at < repeat => record.push((id, *at)),
-            _ => {
-                record.push((id, now));
-                write.push(spec);
-            }
-        }
-    }
-    record.sort_unstable();
-    record.dedup_by_key(|(id, _)| *id);
-    (write, record)
-}
-
-/// Writes the run's Events that are due (see [`due`]); any that could not be written become one
-/// warning in the summary. Returns the record of written Events to keep.
-pub async fn send(
-    client: &Client,
-    summary: &mut Summary,
-    anchor: &Anchor,
-    deadline: Instant,
-    recent: &[(u64, i64)],
-) -> Vec<(u64, i64)> {
-    let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let (events, record) = due(events(summary, anchor), recent, now);
-    if events.is_empty() {
-        return recent.to_vec();
-    }
+/// Writes the run's Events; any that could not be written become one warning in the summary.
+pub async fn send(client: &Client, summary: &mut Summary, anchor: &Anchor, deadline: Instant) {
+    let events = events(summary, anchor);
     let failed = emit(client, &events, deadline).await;
     if failed > 0 {
         let message = format!(
@@ -133,7 +73,6 @@ pub async fn send(
             Severity::Warning,
         ));
     }
-    record
 }
 
 /// The Events of a finished run, at most `MAX_EVENTS`. A dry run, or a run that changed nothing
@@ -269,27 +208,6 @@ fn truncate(mut note: String) -> String {
     note
 }
 
-/// Creates the Event, or, when it exists (the same condition, written before), counts one more
-/// occurrence in its `series`.
-async fn create_or_repeat(
-    api: &Api<Event>,
-    name: &str,
-    event: &Event,
-    now: k8s_openapi::jiff::Timestamp,
-) -> kube::Result<()> {
-    match api.create(&PostParams::default(), event).await {
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            let existing = api.get(name).await?;
-            let count = existing.series.map_or(1, |s| s.count) + 1;
-            let body = json!({ "series": { "count": count, "lastObservedTime": now.to_string() } });
-            api.patch(name, &PatchParams::default(), &Patch::Merge(body))
-                .await
-                .map(drop)
-        }
-        r => r.map(drop),
-    }
-}
-
 /// Writes the Events, one at a time, within the run deadline. Returns how many could not be
 /// written: a failure is logged, never a reason to change the run's exit code.
 async fn emit(client: &Client, specs: &[EventSpec], deadline: Instant) -> usize {
@@ -297,11 +215,11 @@ async fn emit(client: &Client, specs: &[EventSpec], deadline: Instant) -> usize 
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     let instance: String = format!("{FIELD_MANAGER}-{host}").chars().take(128).collect();
     let mut failed = 0;
-    for spec in specs {
+    for (i, spec) in specs.iter().enumerate() {
         let api: Api<Event> = Api::namespaced(client.clone(), &spec.namespace);
         let now = k8s_openapi::jiff::Timestamp::now();
-        // The object's name and the condition's identity: a repeat is the same Event.
-        let name = format!("{}.{:016x}", spec.name, identity(spec));
+        // Named like the kubelet's Events: the object's name and a unique hex suffix.
+        let name = format!("{}.{:x}", spec.name, now.as_nanosecond() + i as i128);
         let event: Result<Event, _> = serde_json::from_value(json!({
             "metadata": { "name": name, "namespace": spec.namespace },
             "eventTime": now.to_string(),
@@ -314,8 +232,8 @@ async fn emit(client: &Client, specs: &[EventSpec], deadline: Instant) -> usize 
             "regarding": { "apiVersion": "v1", "kind": spec.kind, "namespace": spec.namespace, "name": spec.name },
         }));
         let sent = match event {
-            Ok(e) => match timeout_at(deadline, create_or_repeat(&api, &name, &e, now)).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
+            Ok(e) => match timeout_at(deadline, api.create(&PostParams::default(), &e)).await {
+                Ok(r) => r.map(drop).map_err(|e| e.to_string()),
                 Err(_) => Err("the Events' time budget passed".into()),
             },
             Err(e) => Err(e.to_string()),
@@ -403,34 +321,5 @@ mod tests {
         let last = e.last().unwrap();
         assert_eq!(last.reason, "EventsLimited");
         assert!(last.note.starts_with("152 more"), "{}", last.note);
-    }
-
-    #[test]
-    fn an_unchanged_condition_is_written_once_per_interval_and_a_new_one_at_once() {
-        let spec = |note: &str| EventSpec {
-            namespace: "b".into(),
-            kind: "Secret".into(),
-            name: "regcred".into(),
-            type_: "Warning",
-            reason: "WrongType".into(),
-            note: note.into(),
-        };
-        let (write, record) = due(vec![spec("a Secret of type Opaque")], &[], 1000);
-        assert_eq!(write.len(), 1, "new: written");
-        let (write, again) = due(vec![spec("a Secret of type Opaque")], &record, 1000 + 3599);
-        assert!(write.is_empty(), "the same condition within the interval: nothing");
-        assert_eq!(again, record, "and the record unchanged: no write for it either");
-        let (write, later) = due(vec![spec("a Secret of type Opaque")], &record, 1000 + 3600);
-        assert_eq!(write.len(), 1, "once per interval while it lasts");
-        assert_eq!(later[0].1, 4600);
-        let (write, _) = due(vec![spec("a Secret of type kubernetes.io/tls")], &record, 1001);
-        assert_eq!(write.len(), 1, "a changed condition: at once");
-        let (_, gone) = due(vec![], &record, 1001);
-        assert!(
-            gone.is_empty(),
-            "a condition that went away is not recorded (once something is written)"
-        );
-        assert_ne!(identity(&spec("x")), identity(&spec("y")));
-        assert_eq!(identity(&spec("x")), identity(&spec("x")), "stable");
     }
 }

@@ -213,18 +213,8 @@ impl Cluster for KubeCluster {
 /// merge patch of that key alone: a cache (a lost or stale record only means a read), so it needs
 /// no resourceVersion. A missing inventory is left alone (the next run records again).
 pub async fn write_held(client: &Client, namespace: &str, records: &[crate::core::model::Held]) -> anyhow::Result<()> {
-    write_inventory_key(client, namespace, reduce::HELD_KEY, &reduce::held_data(records)).await
-}
-
-/// Records the Events written lately in the inventory (key `events`): a cache like `held`.
-pub async fn write_events(client: &Client, namespace: &str, record: &[(u64, i64)]) -> anyhow::Result<()> {
-    write_inventory_key(client, namespace, reduce::EVENTS_KEY, &reduce::events_data(record)).await
-}
-
-/// A merge patch of one key of the inventory's data; a missing inventory is left alone.
-async fn write_inventory_key(client: &Client, namespace: &str, key: &str, value: &str) -> anyhow::Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let body = json!({ "data": { key: value } });
+    let body = json!({ "data": { reduce::HELD_KEY: reduce::held_data(records) } });
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PatchParams::default()

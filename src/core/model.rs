@@ -161,8 +161,6 @@ pub struct Inventory {
     pub names: Vec<String>,
     /// Copies kept for Pods alone when references were last read (key `held`).
     pub held: Vec<Held>,
-    /// Events written lately: (identity, Unix seconds), key `events` (`cluster::events::due`).
-    pub events: Vec<(u64, i64)>,
     /// `None`: the ConfigMap does not exist (the first write creates it).
     pub resource_version: Option<String>,
 }

@@ -283,25 +283,8 @@ pub fn inventory(cm: ConfigMap) -> Inventory {
             .iter()
             .filter_map(|e| held(e))
             .collect(),
-        events: data(EVENTS_KEY)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|e| {
-                let (id, at) = e.split_once('@')?;
-                Some((u64::from_str_radix(id, 16).ok()?, at.parse().ok()?))
-            })
-            .collect(),
         resource_version: cm.metadata.resource_version.clone(),
     }
-}
-
-/// The inventory's key for the Events written lately: `identity@seconds` (identity in hex).
-pub const EVENTS_KEY: &str = "events";
-
-/// The `events` value for `record`.
-pub fn events_data(record: &[(u64, i64)]) -> String {
-    let entries: Vec<String> = record.iter().map(|(id, at)| format!("{id:016x}@{at}")).collect();
-    entries.join(",")
 }
 
 /// The inventory's key for [`Held`] records: `namespace/name@before#pods`, comma-separated.

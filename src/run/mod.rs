@@ -195,8 +195,6 @@ struct Pass {
     credentials: Vec<Credential>,
     /// The observed state with the pass's own writes in it; only when a window follows.
     store: Option<crate::core::watch::Store>,
-    /// The Events written lately, as the inventory recorded them.
-    recent_events: Vec<(u64, i64)>,
     evicted: usize,
 }
 
@@ -231,19 +229,13 @@ async fn watch_then_report(
     }
     if config.events {
         let anchor = events::Anchor::of(&config.source, source_namespace);
-        let record = events::send(
+        events::send(
             &connection.client,
             &mut summary,
             &anchor,
             Instant::now() + events::BUDGET,
-            &pass.recent_events,
         )
         .await;
-        if record != pass.recent_events
-            && let Err(e) = writes::write_events(&connection.client, source_namespace, &record).await
-        {
-            tracing::warn!(error = %format!("{e:#}"), "recording the Events written failed; the next run may repeat them");
-        }
     }
     Ok(summary)
 }
@@ -288,10 +280,24 @@ async fn reconcile(
     // run's largest structure besides the actions).
     let windowed = !config.watch.is_zero() && config.dry_run == DryRun::Off;
     let listed = observed.service_accounts_listed.as_str();
-    let recent_events = observed.inventory.events.clone();
     let observed = windowed.then_some(observed);
     let actions = std::mem::take(&mut plan.actions);
-    let outcomes = write_plan(config, connection, source_namespace, actions, &credentials, deadline).await;
+    let outcomes = match config.dry_run {
+        DryRun::Client => apply::unsent(actions),
+        DryRun::Off | DryRun::Server => {
+            let cluster = writes::KubeCluster {
+                client: client.clone(),
+                once: connection.once.clone(),
+                namespace: source_namespace.to_owned(),
+                dry_run: config.dry_run == DryRun::Server,
+            };
+            let limits = apply::Limits {
+                concurrency: config.concurrency,
+                deadline,
+            };
+            apply::execute(Arc::new(cluster), actions, credentials.clone().into(), limits).await
+        }
+    };
 
     // After the writes (the inventory's own edits are guarded by its resourceVersion).
     if config.dry_run == DryRun::Off && held_changed {
@@ -309,37 +315,11 @@ async fn reconcile(
         store
     });
     Ok(Pass {
-        recent_events,
         evicted: summary.pods.evicted,
         summary,
         credentials,
         store,
     })
-}
-
-/// Stage 5, apply: the actions through the runner (a client-side dry run sends nothing).
-async fn write_plan(
-    config: &Config,
-    connection: &client::Connection,
-    source_namespace: &str,
-    actions: Vec<model::Action>,
-    credentials: &[Credential],
-    deadline: Instant,
-) -> Vec<model::Outcome> {
-    if config.dry_run == DryRun::Client {
-        return apply::unsent(actions);
-    }
-    let cluster = writes::KubeCluster {
-        client: connection.client.clone(),
-        once: connection.once.clone(),
-        namespace: source_namespace.to_owned(),
-        dry_run: config.dry_run == DryRun::Server,
-    };
-    let limits = apply::Limits {
-        concurrency: config.concurrency,
-        deadline,
-    };
-    apply::execute(Arc::new(cluster), actions, credentials.to_vec().into(), limits).await
 }
 
 /// After a run (finished or stopped): push its metrics when a Pushgateway is configured. A dry run
@@ -431,7 +411,6 @@ mod tests {
                 service_accounts: vec![sa("a"), sa("b"), sa("c")],
                 inventory: Inventory {
                     held: vec![],
-                    events: vec![],
                     names: vec!["old".into()],
                     resource_version: Some("1".into()),
                 },

@@ -81,7 +81,6 @@ fn pod(ns: &str, name: &str, secrets: &[&str]) -> PodState {
 fn inventory(names: &[&str]) -> Inventory {
     Inventory {
         held: vec![],
-        events: vec![],
         names: names.iter().map(|s| s.to_string()).collect(),
         resource_version: Some("1".into()),
     }
@@ -760,7 +759,6 @@ fn arb_world() -> impl Strategy<Value = (Policy, Vec<Credential>, Observed)> {
             names.dedup();
             observed.inventory = Inventory {
                 held: vec![],
-                events: vec![],
                 names,
                 resource_version: Some("1".into()),
             };

@@ -75,7 +75,6 @@ fn converged() -> Store {
         service_accounts: vec![sa("a", &["regcred"])],
         inventory: crate::core::model::Inventory {
             held: vec![],
-            events: vec![],
             names: vec!["regcred".into()],
             resource_version: Some("1".into()),
         },
