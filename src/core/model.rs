@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 mod pods;
-pub use pods::{Held, OwnerTemplate, StuckPod};
+pub use pods::{Held, OwnerTemplate, StuckPod, created_by};
 
 use crate::core::glob::Glob;
 

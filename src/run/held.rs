@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::model::Observed;
+use crate::core::model::{Observed, created_by};
 
 /// Marks the candidates whose recorded holders are all still there as held over, keeps `ages`
 /// for the next records, and returns the namespaces whose references must still be read.
@@ -25,7 +25,7 @@ pub(super) fn hold_over(
             .held
             .iter()
             .find(|h| &h.namespace == ns && &h.name == name)
-            .is_some_and(|h| ages.get(ns).map_or(0, |t| t.iter().filter(|c| **c <= h.before).count()) == h.pods);
+            .is_some_and(|h| created_by(&ages, ns, h.before) == h.pods);
         if unchanged {
             observed.held_over.insert((ns.clone(), name.clone()));
         } else {

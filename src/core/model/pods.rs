@@ -36,3 +36,10 @@ pub struct Held {
     pub before: i64,
     pub pods: usize,
 }
+
+/// How many of `namespace`'s unfinished Pods (`ages`: creation times by namespace) were created
+/// at or before `before`: what a [`Held`] record counts, and what the next run compares with it.
+pub fn created_by(ages: &std::collections::BTreeMap<String, Vec<i64>>, namespace: &str, before: i64) -> usize {
+    ages.get(namespace)
+        .map_or(0, |t| t.iter().filter(|c| **c <= before).count())
+}

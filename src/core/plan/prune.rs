@@ -405,9 +405,7 @@ pub fn held_records(plan: &Plan, observed: &crate::core::model::Observed) -> Vec
             continue;
         }
         let before = holders.iter().map(|p| p.created).max().unwrap_or(0);
-        let pods = ages
-            .get(&a.namespace)
-            .map_or(0, |t| t.iter().filter(|c| **c <= before).count());
+        let pods = crate::core::model::created_by(ages, &a.namespace, before);
         out.push(crate::core::model::Held {
             namespace: copy.0,
             name: copy.1,
