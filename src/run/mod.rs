@@ -282,22 +282,7 @@ async fn reconcile(
     let listed = observed.service_accounts_listed.as_str();
     let observed = windowed.then_some(observed);
     let actions = std::mem::take(&mut plan.actions);
-    let outcomes = match config.dry_run {
-        DryRun::Client => apply::unsent(actions),
-        DryRun::Off | DryRun::Server => {
-            let cluster = writes::KubeCluster {
-                client: client.clone(),
-                once: connection.once.clone(),
-                namespace: source_namespace.to_owned(),
-                dry_run: config.dry_run == DryRun::Server,
-            };
-            let limits = apply::Limits {
-                concurrency: config.concurrency,
-                deadline,
-            };
-            apply::execute(Arc::new(cluster), actions, credentials.clone().into(), limits).await
-        }
-    };
+    let outcomes = write_plan(config, connection, source_namespace, actions, &credentials, deadline).await;
 
     // After the writes (the inventory's own edits are guarded by its resourceVersion).
     if config.dry_run == DryRun::Off && held_changed {
@@ -320,6 +305,31 @@ async fn reconcile(
         credentials,
         store,
     })
+}
+
+/// Stage 5, apply: the actions through the runner (a client-side dry run sends nothing).
+async fn write_plan(
+    config: &Config,
+    connection: &client::Connection,
+    source_namespace: &str,
+    actions: Vec<model::Action>,
+    credentials: &[Credential],
+    deadline: Instant,
+) -> Vec<model::Outcome> {
+    if config.dry_run == DryRun::Client {
+        return apply::unsent(actions);
+    }
+    let cluster = writes::KubeCluster {
+        client: connection.client.clone(),
+        once: connection.once.clone(),
+        namespace: source_namespace.to_owned(),
+        dry_run: config.dry_run == DryRun::Server,
+    };
+    let limits = apply::Limits {
+        concurrency: config.concurrency,
+        deadline,
+    };
+    apply::execute(Arc::new(cluster), actions, credentials.to_vec().into(), limits).await
 }
 
 /// After a run (finished or stopped): push its metrics when a Pushgateway is configured. A dry run

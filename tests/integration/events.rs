@@ -80,3 +80,37 @@ async fn problems_and_changes_are_events_and_a_quiet_run_writes_none() {
     assert_eq!(run.writes(), 2, "the two copies only");
     assert_eq!(events(&env, &env.home).await.len(), home.len());
 }
+
+/// A persistent warning (a same-name Secret of someone else's) over three steady runs: one
+/// Event, and no write at all in the two runs after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_warning_is_one_event_not_one_a_run() {
+    let env = TestEnv::new("ev2").await;
+    let src = env.name("regcred");
+    env.create_source(&src, "fake-user", "fake-password").await;
+    let (a, b) = (env.name("a"), env.name("b"));
+    env.create_namespace(&a, &[], &[]).await;
+    let vars = [("PULLSECRET_SOURCE_SECRETS", src.as_str())];
+    assert_eq!(env.run(&vars).await.code, 0);
+    // Then someone's own Secret with our name appears in a new namespace, and stays.
+    env.create_namespace(&b, &[], &[]).await;
+    env.put_secret(&b, &src, "Opaque", "password", b"users-own", &[], &[])
+        .await;
+    let first = env.run(&vars).await;
+    assert_eq!(first.code, 1, "{first:?}");
+    assert!(first.writes() > 0, "the new condition is written at once");
+    for run in 2..=3 {
+        let steady = env.run(&vars).await;
+        assert_eq!((steady.code, steady.writes()), (1, 0), "steady run {run}: {steady:?}");
+    }
+    let secret = format!("Secret/{src}");
+    assert_eq!(events(&env, &b).await, vec![owned(("WrongType", "Warning", &secret))]);
+    assert_eq!(
+        events(&env, &env.home).await,
+        vec![
+            owned(("Reconciled", "Normal", &secret)),
+            owned(("NotConverged", "Warning", &secret))
+        ],
+        "the run's own Event for the same state is the same condition too"
+    );
+}
