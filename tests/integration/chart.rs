@@ -18,6 +18,8 @@ use serde_json::Value;
 use crate::support::{ControlPlane, TestEnv, client_for, is_ours, ok, secret_data};
 
 const NS: &str = "pullsecret-reconciler";
+/// `helm install` goes elsewhere: the RBAC, the fence and the settings follow the release namespace.
+const INSTALL_NS: &str = "platform-pulls";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -303,7 +305,7 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
             "pullsecret-reconciler",
             chart.to_str().unwrap(),
             "--namespace",
-            NS,
+            INSTALL_NS,
             "--create-namespace",
         ],
     );
@@ -313,14 +315,14 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
 
     let env = TestEnv::on(cp, "hc1").await;
     let bytes = crate::support::fake_dockerconfig("fake-user", "fake-password");
-    env.put_dockerconfig(NS, "regcred", &bytes, &[]).await;
+    env.put_dockerconfig(INSTALL_NS, "regcred", &bytes, &[]).await;
     let namespaces: Vec<String> = (0..3).map(|i| env.name(&format!("n{i}"))).collect();
     for ns in &namespaces {
         env.create_namespace(ns, &[], &[]).await;
     }
 
     // The settings the CronJob would get: the chart's ConfigMap, and the in-cluster namespace.
-    let config: ConfigMap = Api::namespaced(env.client.clone(), NS)
+    let config: ConfigMap = Api::namespaced(env.client.clone(), INSTALL_NS)
         .get("pullsecret-reconciler")
         .await
         .unwrap();
@@ -331,9 +333,9 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
         // One-shot runs here: the window has its own tests (tests/integration/watch.rs).
         .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT" && k != "PULLSECRET_WATCH")
         .collect();
-    vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), NS.into()));
+    vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), INSTALL_NS.into()));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let kubeconfig = cp.service_account_kubeconfig(NS, "pullsecret-reconciler").await;
+    let kubeconfig = cp.service_account_kubeconfig(INSTALL_NS, "pullsecret-reconciler").await;
 
     // The fence is live for the job's identity (the API server loads policies asynchronously).
     let client = client_for(&kubeconfig).await;
@@ -391,7 +393,7 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
             "pullsecret-reconciler",
             chart.to_str().unwrap(),
             "--namespace",
-            NS,
+            INSTALL_NS,
             "--set",
             "config.PULLSECRET_SOURCE_SECRETS=regcred=pull",
             "--set",
@@ -418,7 +420,7 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
                 "uninstall",
                 "pullsecret-reconciler",
                 "--namespace",
-                NS,
+                INSTALL_NS,
                 "--wait",
                 "--debug",
             ],

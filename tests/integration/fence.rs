@@ -13,7 +13,7 @@ use kube::api::{DeleteParams, EvictParams, ObjectMeta, Patch, PatchParams, PostP
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::shipping::{HOME, install, shipped_vars};
+use super::shipping::{HOME, install, install_rendered, render_dir, shipped_vars};
 use crate::support::{ControlPlane, TestEnv, client_for, is_ours};
 
 fn secret(name: &str, type_: &str, labelled: bool) -> Secret {
@@ -146,9 +146,70 @@ async fn the_fence_passes_every_legitimate_run_and_denies_everything_else() {
         .await;
     denied(
         secrets(&n9).delete("regcred", &DeleteParams::default()).await,
-        "secret-delete",
+        "secret-old",
     );
+    // A tenant's own dockerconfigjson Secret with a managed name: a forced apply that labels it
+    // ours (the new object would pass every rule) is denied, and so is the delete after it.
+    let tenant = env.name("tenant");
+    env.create_namespace(&tenant, &[], &[]).await;
+    env.put_dockerconfig(&tenant, "regcred", b"{\"auths\":{\"tenant.example\":{}}}", &[])
+        .await;
+    let mut takeover = secret("regcred", DOCKER, true);
+    takeover.metadata.namespace = Some(tenant.clone());
+    let force = PatchParams::apply("pullsecret-reconciler").force();
+    let m = denied(
+        secrets(&tenant)
+            .patch("regcred", &force, &Patch::Apply(&takeover))
+            .await,
+        "secret-old",
+    );
+    println!("fence, overwrite: {m}");
+    let m = denied(
+        secrets(&tenant).delete("regcred", &DeleteParams::default()).await,
+        "secret-old",
+    );
+    println!("fence, delete: {m}");
+    assert!(
+        !is_ours(&env.secret(&tenant, "regcred").await.unwrap()),
+        "the tenant's Secret is untouched"
+    );
+    // Another tool's entry in a ServiceAccount's list: the job may neither remove it, nor add a
+    // name it does not manage, nor record someone's entry as its own (to remove it later).
+    env.set_pull_secrets(n0, "default", &["regcred", "other-tools"]).await;
     let sas = Api::<ServiceAccount>::namespaced(job.clone(), n0);
+    let entries = |names: &[&str]| {
+        let list: Vec<_> = names.iter().map(|n| json!({ "name": n })).collect();
+        Patch::Merge(json!({ "imagePullSecrets": list }))
+    };
+    let m = denied(
+        sas.patch("default", &PatchParams::default(), &entries(&["regcred"]))
+            .await,
+        "serviceaccount-entries",
+    );
+    println!("fence, foreign entry removed: {m}");
+    let m = denied(
+        sas.patch(
+            "default",
+            &PatchParams::default(),
+            &entries(&["regcred", "other-tools", "attacker"]),
+        )
+        .await,
+        "serviceaccount-entries",
+    );
+    println!("fence, foreign name added: {m}");
+    let record = Patch::Merge(json!({ "metadata": { "annotations": {
+        "pullsecret-reconciler/image-pull-secrets": "regcred,other-tools" } } }));
+    denied(
+        sas.patch("default", &PatchParams::default(), &record).await,
+        "serviceaccount-entries",
+    );
+    assert_eq!(env.pull_secrets(n0, "default").await, vec!["regcred", "other-tools"]);
+    // (Back to the converged state for the rename below.)
+    env.set_pull_secrets(n0, "default", &["regcred"]).await;
+    Api::<Secret>::namespaced(env.client.clone(), &tenant)
+        .delete("regcred", &DeleteParams::default())
+        .await
+        .unwrap();
     let automount = Patch::Merge(json!({ "automountServiceAccountToken": false }));
     denied(
         sas.patch("default", &PatchParams::default(), &automount).await,
@@ -288,5 +349,87 @@ async fn the_fence_passes_every_legitimate_run_and_denies_everything_else() {
         || async { evict().await.is_ok() },
     )
     .await;
+    cp.stop();
+}
+
+/// The overlay docs/install.md gives for another namespace, rendered by kustomize from the base
+/// (and the heal component, whose ClusterRoleBinding must move too), installed; the job's
+/// identity in that namespace converges, and the fence denies for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlay_into_another_namespace_moves_rbac_and_the_fence() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/install.md")).unwrap();
+    let start = doc
+        .find("# overlay: another namespace")
+        .expect("the overlay in docs/install.md");
+    let overlay = &doc[start..start + doc[start..].find("```").unwrap()];
+    // kustomize takes relative paths only: the overlay sits two levels under the repository.
+    let overlay = overlay
+        .replace("../pullsecret-reconciler/manifests", "../../manifests")
+        .replace("# components:", "components:");
+    let dir = root.join("target").join(format!("overlay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kustomization.yaml"), &overlay).unwrap();
+    let cp: &'static ControlPlane = Box::leak(Box::new(ControlPlane::start()));
+    let ns = "platform-pulls";
+    let yaml = render_dir(cp, &dir);
+    assert!(
+        !yaml.contains("namespace: pullsecret-reconciler"),
+        "nothing left behind:\n{yaml}"
+    );
+    install_rendered(cp, &yaml);
+
+    let env = TestEnv::on(cp, "fe2").await;
+    let bytes = crate::support::fake_dockerconfig("fake-user", "fake-password");
+    env.put_dockerconfig(ns, "regcred", &bytes, &[]).await;
+    let namespaces: Vec<String> = (0..2).map(|i| env.name(&format!("n{i}"))).collect();
+    for n in &namespaces {
+        env.create_namespace(n, &[], &[]).await;
+    }
+    let kubeconfig = cp.service_account_kubeconfig(ns, "pullsecret-reconciler").await;
+    let job = client_for(&kubeconfig).await;
+    eventually(
+        "the fence denying a foreign Secret name in the new namespace",
+        || async {
+            dry_run_create(&job, &namespaces[0], &secret("probe", DOCKER, true))
+                .await
+                .is_err_and(|e| e.to_string().contains("pullsecret-reconciler fence [secret-name]"))
+        },
+    )
+    .await;
+    // The settings the CronJob gets there: its ConfigMap, and the in-cluster namespace.
+    let config = Api::<ConfigMap>::namespaced(env.client.clone(), ns)
+        .get("pullsecret-reconciler")
+        .await
+        .unwrap();
+    let mut vars: Vec<(String, String)> = config
+        .data
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT" && k != "PULLSECRET_WATCH")
+        .collect();
+    vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), ns.into()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.converge_twice(&kubeconfig, &vars).await;
+    for n in &namespaces {
+        assert!(is_ours(&env.secret(n, "regcred").await.unwrap()), "{n}");
+        assert_eq!(env.pull_secrets(n, "default").await, vec!["regcred".to_string()]);
+    }
+    // A tenant's same-name Secret: the job may not take it over.
+    let tenant = &namespaces[1];
+    Api::<Secret>::namespaced(env.client.clone(), tenant)
+        .delete("regcred", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.put_dockerconfig(tenant, "regcred", b"{\"auths\":{}}", &[]).await;
+    let force = PatchParams::apply("pullsecret-reconciler").force();
+    let mut takeover = secret("regcred", DOCKER, true);
+    takeover.metadata.namespace = Some(tenant.clone());
+    denied(
+        Api::<Secret>::namespaced(job.clone(), tenant)
+            .patch("regcred", &force, &Patch::Apply(&takeover))
+            .await,
+        "secret-old",
+    );
     cp.stop();
 }

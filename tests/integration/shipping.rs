@@ -13,7 +13,11 @@ use crate::support::{ControlPlane, TestEnv, is_ours, secret_data};
 pub const HOME: &str = "pullsecret-reconciler";
 
 fn render(cp: &ControlPlane) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    render_dir(cp, &Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests"))
+}
+
+/// `kubectl kustomize DIR`.
+pub fn render_dir(cp: &ControlPlane, dir: &Path) -> String {
     let out = cp.kubectl().arg("kustomize").arg(dir).output().unwrap();
     assert!(
         out.status.success(),
@@ -31,7 +35,11 @@ async fn installed(cp: &'static ControlPlane) {
 
 /// `kubectl apply -k manifests/`, with a server-side dry run of everything first.
 pub fn install(cp: &ControlPlane) {
-    let yaml = render(cp);
+    install_rendered(cp, &render(cp));
+}
+
+/// Applies rendered manifests whose first object is their Namespace (server-side dry run first).
+pub fn install_rendered(cp: &ControlPlane, yaml: &str) {
     // A server-side dry run cannot see a Namespace it did not persist: create that first,
     // then dry-run everything (validation, admission, RBAC escalation checks), then apply.
     let ns = cp.kubectl_stdin(
@@ -43,13 +51,13 @@ pub fn install(cp: &ControlPlane) {
         "namespace apply failed: {}",
         String::from_utf8_lossy(&ns.stderr)
     );
-    let dry = cp.kubectl_stdin(&["apply", "--server-side", "--dry-run=server", "-f", "-"], &yaml);
+    let dry = cp.kubectl_stdin(&["apply", "--server-side", "--dry-run=server", "-f", "-"], yaml);
     assert!(
         dry.status.success(),
         "server-side dry run failed: {}",
         String::from_utf8_lossy(&dry.stderr)
     );
-    let real = cp.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &yaml);
+    let real = cp.kubectl_stdin(&["apply", "--server-side", "-f", "-"], yaml);
     assert!(
         real.status.success(),
         "apply failed: {}",

@@ -372,11 +372,14 @@ impl<'a> World<'a> {
                         .filter(|t| usable.contains(&key(ns, t)) && !sa.pull_secrets.contains(t))
                         .cloned()
                         .collect();
-                    // An entry naming a Secret we manage here is ours, whoever added it.
+                    // An entry naming a Secret we write here under a configured name is ours,
+                    // whoever added it (imagepullsecret-patcher's, after adoption). Not an old
+                    // name's: an entry we never recorded is removed by no run (and the admission
+                    // fence lets a run remove only what it recorded), so its copy stays referenced.
                     edit.claim = sa
                         .pull_secrets
                         .iter()
-                        .filter(|n| self.managed.contains(*n) && ours.contains(&key(ns, n)) && !sa.recorded.contains(n))
+                        .filter(|n| self.targets.contains(*n) && ours.contains(&key(ns, n)) && !sa.recorded.contains(n))
                         .cloned()
                         .collect();
                     edit.claim.dedup();

@@ -306,6 +306,33 @@ fn rename_moves_our_entry_then_deletes_the_old_copy_then_forgets_the_name() {
 }
 
 #[test]
+fn an_entry_naming_an_old_name_that_we_never_recorded_is_left_and_keeps_its_copy() {
+    // Someone added `old` to b's ServiceAccount by hand; our record there is empty.
+    let observed = Observed {
+        namespaces: vec![ns("a"), ns("b")],
+        secrets: vec![secret("a", "old", true, "D"), secret("b", "old", true, "D")],
+        service_accounts: vec![
+            sa("a", "default", &["old"], &["old"]),
+            sa("b", "default", &["old"], &[]),
+        ],
+        inventory: inventory(&["old"]),
+        pods: no_pods(),
+        ..Observed::default()
+    };
+    let pol = policy(&["default"], Adopt::Patcher, true);
+    let (p, next) = two_runs(&pol, &[cred("new", "D")], &observed);
+    assert_eq!(patched_list(find(&p, Kind::ServiceAccount, "a", "default")), &["new"]);
+    // b: only the new name is added; the unrecorded entry stays (the fence would refuse its
+    // removal: a run removes only what it recorded), and so its copy stays.
+    assert_eq!(
+        patched_list(find(&p, Kind::ServiceAccount, "b", "default")),
+        &["old", "new"]
+    );
+    assert_eq!(deletes(&next), vec![("a".into(), "old".into())]);
+    assert_eq!(kept_reason(&next, "b", "old"), "StillReferenced");
+}
+
+#[test]
 fn a_copy_held_by_its_keep_annotation_is_kept_without_reading_references() {
     let mut held = secret("a", "old", true, "D");
     held.keep = true;
