@@ -55,12 +55,21 @@ impl Reader {
         let inventory = self.inventory(source_namespace).await?;
         // Three independent lists, concurrently: the client decodes one page while the API
         // server prepares another.
+        let stuck = async { Ok::<_, anyhow::Error>(self.stuck_pods(policy.heal).await) };
         let (namespaces, (secrets, unlistable), (service_accounts, listed), stuck) = tokio::try_join!(
             self.namespaces(policy.namespace_selector.as_deref()),
             self.secrets(targets, &inventory.names),
             self.configured_service_accounts(policy),
-            self.stuck_pods(policy.heal),
+            stuck,
         )?;
+        // Healing alone needs the Pending Pods: a failed list refuses healing, not the run.
+        let (stuck, stuck_unreadable) = match stuck {
+            Ok(stuck) => (stuck, None),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "listing Pending Pods failed: no Pod is healed this run");
+                (vec![], Some(format!("{e:#}")))
+            }
+        };
         Ok(Observed {
             namespaces,
             secrets,
@@ -70,6 +79,7 @@ impl Reader {
             pods: Pods::NotRead,
             service_accounts_listed: listed,
             stuck,
+            stuck_unreadable,
             installation: source_namespace.to_owned(),
             held_over: BTreeSet::new(),
             pod_ages: None,

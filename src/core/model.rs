@@ -126,6 +126,8 @@ pub struct Observed {
     pub service_accounts_listed: Listed,
     /// Pending Pods with a container waiting on an image pull; read only when healing is on.
     pub stuck: Vec<StuckPod>,
+    /// Why the Pending Pods could not be listed (RBAC, a timeout): healing evicts nothing then.
+    pub stuck_unreadable: Option<String>,
     /// This installation: the source namespace (empty: not known, every copy of ours counts).
     pub installation: String,
     /// Copies whose recorded Pod holders (see [`Held`]) are all still there: kept unread.

@@ -595,3 +595,81 @@ fn the_chart_carries_a_credential_provider_config_and_only_then_the_token_rule()
     assert!(!both.status.success());
     assert!(String::from_utf8_lossy(&both.stderr).contains("set config.PULLSECRET_SOURCE_SECRETS to \"\""));
 }
+
+/// `kubectl kustomize` of the base with `components`, from an overlay under target/ (kustomize
+/// takes relative paths only).
+fn kustomize_with(cp: &ControlPlane, components: &[&str]) -> String {
+    let dir = root()
+        .join("target")
+        .join(format!("chart-overlay-{}-{}", std::process::id(), components.join("-")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list: Vec<String> = components
+        .iter()
+        .map(|c| format!("../../manifests/components/{c}"))
+        .collect();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!("resources: [../../manifests]\ncomponents: [{}]\n", list.join(", ")),
+    )
+    .unwrap();
+    ok(
+        cp.kubectl().arg("kustomize").arg(&dir).output().unwrap(),
+        "kubectl kustomize",
+    )
+}
+
+/// RBAC follows the settings, in both install paths alike: prune's reads only with prune on (the
+/// default; `no-prune` drops them), healing's only with PULLSECRET_HEAL_PODS=evict (`heal`). The
+/// chart with a setting renders what the base with the matching component does.
+#[test]
+fn rbac_follows_the_settings_in_the_chart_and_the_components() {
+    let cp = cp();
+    let cases: [(&[&str], &str); 3] = [
+        (&["config.PULLSECRET_PRUNE=false"], "no-prune"),
+        (
+            &["config.PULLSECRET_HEAL_PODS=evict", "config.PULLSECRET_HEAL_LIMIT=10"],
+            "heal",
+        ),
+        (&[], ""),
+    ];
+    for (set, component) in cases {
+        let mut chart = objects(cp, &template(cp, set));
+        chart.values_mut().for_each(without_helm_labels);
+        let components: Vec<&str> = [component].into_iter().filter(|c| !c.is_empty()).collect();
+        let mut base = objects(cp, &kustomize_with(cp, &components));
+        base.remove("Namespace/pullsecret-reconciler");
+        assert_eq!(
+            chart.keys().collect::<Vec<_>>(),
+            base.keys().collect::<Vec<_>>(),
+            "{set:?}"
+        );
+        for (key, object) in &base {
+            assert_eq!(
+                &chart[key], object,
+                "{set:?}: {key} differs (chart left, kustomize right)"
+            );
+        }
+        let pods = |o: &BTreeMap<String, Value>| -> Vec<String> {
+            o.iter()
+                .filter(|(k, _)| k.starts_with("ClusterRole/"))
+                .flat_map(|(k, r)| {
+                    r["rules"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|rule| rule["resources"][0] == "pods")
+                        .map(move |rule| format!("{k}: {}", rule["verbs"]))
+                })
+                .collect()
+        };
+        let expected: Vec<String> = match component {
+            "no-prune" => vec![],
+            "heal" => vec![
+                r#"ClusterRole/pullsecret-reconciler-heal: ["list","watch"]"#.into(),
+                r#"ClusterRole/pullsecret-reconciler-prune: ["list"]"#.into(),
+            ],
+            _ => vec![r#"ClusterRole/pullsecret-reconciler-prune: ["list"]"#.into()],
+        };
+        assert_eq!(pods(&base), expected, "{set:?}: who may read Pods");
+    }
+}

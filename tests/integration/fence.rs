@@ -301,7 +301,43 @@ async fn the_fence_passes_every_legitimate_run_and_denies_everything_else() {
         );
     }
 
-    // Healing's one extra permission (manifests/components/heal): with it, an eviction by the job
+    // Healing turned on without its rights, and prune off without its (as components/no-prune
+    // leaves it): the run says which rights are missing, heals nothing, and does the rest.
+    let bindings = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(env.client.clone());
+    bindings
+        .delete("pullsecret-reconciler-prune", &DeleteParams::default())
+        .await
+        .unwrap();
+    let fresh = env.name("n5");
+    env.create_namespace(&fresh, &[], &[]).await;
+    let heal: Vec<(&str, &str)> = renamed
+        .iter()
+        .copied()
+        .chain([("PULLSECRET_HEAL_PODS", "evict"), ("PULLSECRET_PRUNE", "false")])
+        .collect();
+    let mut run = env.run_as(&kubeconfig, &heal).await;
+    for _ in 0..50 {
+        // (RBAC changes reach the authorizer asynchronously too.)
+        if run.code == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        run = env.run_as(&kubeconfig, &heal).await;
+    }
+    assert_eq!(run.code, 1, "{run:?}");
+    let problem = run
+        .problems()
+        .into_iter()
+        .find(|p| p["reason"] == "PendingPodsNotListable")
+        .unwrap_or_else(|| panic!("{run:?}"));
+    let message = problem["message"].as_str().unwrap();
+    assert!(message.contains("`list` and `watch` on pods"), "{message}");
+    assert!(
+        is_ours(&env.secret(&fresh, "regcred-v2").await.unwrap()),
+        "the rest of the run is done"
+    );
+
+    // Healing's rights (manifests/components/heal): with it, an eviction by the job
     // is still denied by the fence until the configuration turns healing on.
     let heal_rbac = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/components/heal/rbac.yaml"),

@@ -216,11 +216,17 @@ async fn the_cronjob_identity_converges_with_exactly_the_shipped_rbac() {
         .list(&ListParams::default().fields("metadata.name=regcred"))
         .await;
     assert!(managed.is_ok(), "the managed name is readable with the field selector");
-    let source_ns_other = Api::<Secret>::namespaced(client, HOME).get("some-other-secret").await;
+    let source_ns_other = Api::<Secret>::namespaced(client.clone(), HOME)
+        .get("some-other-secret")
+        .await;
     assert!(
         matches!(source_ns_other, Err(kube::Error::Api(ref s)) if s.code == 403),
         "{source_ns_other:?}"
     );
+    // No Pod reads beyond prune's list: `get` (explain runs as its user) and `watch` (healing's).
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespaces[0]);
+    let get = pods.get("any").await;
+    assert!(matches!(get, Err(kube::Error::Api(ref s)) if s.code == 403), "{get:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

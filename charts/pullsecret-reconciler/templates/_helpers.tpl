@@ -14,10 +14,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
-{{/* A config value, trimmed; "" when unset. */}}
+{{/* A config value, trimmed; "" when unset (a --set false is the string "false", not unset). */}}
 {{- define "psr.config" -}}
-{{- $v := index .root.Values.config .key | default "" -}}
-{{- trim (toString $v) -}}
+{{- $v := index .root.Values.config .key -}}
+{{- if not (kindIs "invalid" $v) -}}{{- trim (toString $v) -}}{{- end -}}
 {{- end -}}
 
 {{/*

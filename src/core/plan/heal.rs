@@ -21,6 +21,21 @@ impl World<'_> {
         if self.policy.heal == Heal::Off {
             return;
         }
+        if let Some(why) = &self.observed.stuck_unreadable {
+            plan.findings.push(Finding {
+                namespace: String::new(),
+                kind: "Pod",
+                name: String::new(),
+                reason: "PendingPodsNotListable",
+                message: format!(
+                    "no Pod was healed: listing the Pending Pods (PULLSECRET_HEAL_PODS=evict) failed: {why}. \
+                     Grant `list` and `watch` on pods and `create` on pods/eviction (the heal component, or \
+                     the chart with config.PULLSECRET_HEAL_PODS=evict); the rest of the run is unaffected"
+                ),
+                severity: Severity::Error,
+            });
+            return;
+        }
         let lists = self.final_lists(asm);
         let mut stuck: Vec<&StuckPod> = self
             .observed

@@ -256,7 +256,8 @@ impl<'a> World<'a> {
                 message: format!(
                     "nothing was deleted: listing Pods (to make sure none still names a Secret before it is \
                      deleted) failed: {why}. Grant `list` on pods, and on deployments, statefulsets, daemonsets, \
-                     replicasets, jobs and cronjobs (their Pod templates), to the reconciler's ClusterRole"
+                     replicasets, jobs and cronjobs (their Pod templates): the ClusterRole \
+                     pullsecret-reconciler-prune (manifests/rbac-prune.yaml; the chart with prune on)"
                 ),
                 severity: Severity::Error,
             });

@@ -1350,3 +1350,27 @@ fn held_records_cover_copies_kept_for_pods_alone() {
         .collect();
     assert_eq!(records, [("a".to_string(), 200, 3), ("d".to_string(), 7, 3)]);
 }
+
+#[test]
+fn healing_without_the_pending_pods_evicts_nothing_says_which_right_and_writes_the_rest() {
+    let observed = Observed {
+        namespaces: vec![ns("a")],
+        service_accounts: vec![sa("a", "default", &[], &[])],
+        stuck_unreadable: Some("pods is forbidden: cannot list resource \"pods\"".into()),
+        inventory: inventory(&["regcred"]),
+        ..Observed::default()
+    };
+    let p = plan(&healing(10), &[cred("regcred", "D1")], &observed);
+    assert!(!p.actions.iter().any(|a| matches!(a.op, Op::Evict { .. })));
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.reason == "PendingPodsNotListable")
+        .unwrap();
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.message.contains("`list` and `watch` on pods"), "{}", f.message);
+    assert!(
+        matches!(find(&p, Kind::Secret, "a", "regcred").op, Op::CreateSecret { .. }),
+        "the rest of the run is planned as ever"
+    );
+}
