@@ -199,12 +199,11 @@ fn non_empty(v: Option<String>) -> Option<String> {
 
 fn validate(mut raw: Raw, force_dry_run: bool) -> Result<Config> {
     // Checked in this order; the first invalid setting is the error.
-    let verify = match non_empty(raw.verify.take()).map(|v| v.to_ascii_lowercase()).as_deref() {
-        Some("off" | "false") => Verify::Off,
-        // Verify by default: a mistyped rotated password must not be copied everywhere.
-        None | Some("warn") => Verify::Warn,
+    let verify = match word("PULLSECRET_VERIFY", raw.verify.take())? {
+        Some("off") => Verify::Off,
         Some("strict") => Verify::Strict,
-        Some(other) => bail!("PULLSECRET_VERIFY: expected off, warn or strict, got {other:?}"),
+        // Verify by default: a mistyped rotated password must not be copied everywhere.
+        _ => Verify::Warn,
     };
     let registry_ca_file = non_empty(raw.registry_ca_file.take());
     let source = source(&mut raw)?;
@@ -216,12 +215,11 @@ fn validate(mut raw: Raw, force_dry_run: bool) -> Result<Config> {
         None => None,
     };
     let policy = policy(&mut raw)?;
-    let dry_run = match non_empty(raw.dry_run.take()).map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("false" | "0" | "no") if force_dry_run => DryRun::Client,
-        None | Some("false" | "0" | "no") => DryRun::Off,
-        Some("true" | "1" | "yes" | "client") => DryRun::Client,
+    let dry_run = match word("PULLSECRET_DRY_RUN", raw.dry_run.take())? {
+        Some("true") => DryRun::Client,
         Some("server") => DryRun::Server,
-        Some(other) => bail!("PULLSECRET_DRY_RUN: expected false, true or server, got {other:?}"),
+        _ if force_dry_run => DryRun::Client,
+        _ => DryRun::Off,
     };
     let concurrency = parse_number("PULLSECRET_CONCURRENCY", raw.concurrency.take(), 16, 1, 256)? as usize;
     let timeout = parse_number("PULLSECRET_TIMEOUT_SECS", raw.timeout_secs.take(), 300, 1, 86_400)?;
@@ -429,18 +427,16 @@ fn policy(raw: &mut Raw) -> Result<Policy> {
         "PULLSECRET_SERVICE_ACCOUNTS",
         &raw.service_accounts.take().unwrap_or_else(|| "default".into()),
     )?;
-    let adopt = match non_empty(raw.adopt.take()).as_deref() {
-        None | Some("patcher") => Adopt::Patcher,
+    let adopt = match word("PULLSECRET_ADOPT", raw.adopt.take())? {
         Some("all") => Adopt::All,
         Some("none") => Adopt::None,
-        Some(other) => bail!("PULLSECRET_ADOPT: expected patcher, all or none, got {other:?}"),
+        _ => Adopt::Patcher,
     };
     let prune = parse_bool("PULLSECRET_PRUNE", raw.prune.take(), true)?;
     let prune_limit = parse_number("PULLSECRET_PRUNE_LIMIT", raw.prune_limit.take(), 10, 0, 1_000_000)? as usize;
-    let heal = match non_empty(raw.heal_pods.take()).as_deref() {
-        None | Some("off") => Heal::Off,
+    let heal = match word("PULLSECRET_HEAL_PODS", raw.heal_pods.take())? {
         Some("evict") => Heal::Evict,
-        Some(other) => bail!("PULLSECRET_HEAL_PODS: expected off or evict, got {other:?}"),
+        _ => Heal::Off,
     };
     let heal_limit = parse_number("PULLSECRET_HEAL_LIMIT", raw.heal_limit.take(), 10, 0, 1_000_000)? as usize;
     Ok(Policy {
@@ -527,13 +523,37 @@ fn parse_globs(var: &str, list: &str) -> Result<Vec<Glob>> {
         .collect()
 }
 
-fn parse_bool(var: &str, value: Option<String>, default: bool) -> Result<bool> {
-    match non_empty(value).map(|v| v.to_ascii_lowercase()).as_deref() {
-        None => Ok(default),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some("false" | "0" | "no") => Ok(false),
-        Some(other) => bail!("{var}: expected true or false, got {other:?}"),
+/// Every setting that takes a word, with its words, the default first. One rule for all of
+/// them: one of these words, exactly (lowercase; spaces around the value are ignored, an empty
+/// value is the default); no other case, no synonyms (`Warn`, `1`, `yes` are errors). `--help`
+/// and docs/configuration.md list the words from this table, so the accepted values and the
+/// documented ones are the same list.
+pub const WORDS: &[(&str, &[&str])] = &[
+    ("PULLSECRET_ADOPT", &["patcher", "all", "none"]),
+    ("PULLSECRET_PRUNE", &["true", "false"]),
+    ("PULLSECRET_HEAL_PODS", &["off", "evict"]),
+    ("PULLSECRET_DRY_RUN", &["false", "true", "server"]),
+    ("PULLSECRET_OUTPUT", &["text", "json"]),
+    ("PULLSECRET_LOG_FORMAT", &["text", "json"]),
+    ("PULLSECRET_EVENTS", &["true", "false"]),
+    ("PULLSECRET_VERIFY", &["warn", "off", "strict"]),
+];
+
+/// `var`'s word (see [`WORDS`]), `None` when unset or empty.
+fn word(var: &str, value: Option<String>) -> Result<Option<&'static str>> {
+    let Some(v) = non_empty(value) else { return Ok(None) };
+    let words = WORDS
+        .iter()
+        .find(|(name, _)| *name == var)
+        .map_or(&[][..], |(_, words)| *words);
+    match words.iter().find(|w| **w == v) {
+        Some(w) => Ok(Some(w)),
+        None => bail!("{var}: expected one of {}, got {v:?}", words.join(", ")),
     }
+}
+
+fn parse_bool(var: &str, value: Option<String>, default: bool) -> Result<bool> {
+    Ok(word(var, value)?.map_or(default, |w| w == "true"))
 }
 
 fn parse_number(var: &str, value: Option<String>, default: u64, min: u64, max: u64) -> Result<u64> {
@@ -548,11 +568,10 @@ fn parse_number(var: &str, value: Option<String>, default: u64, min: u64, max: u
 }
 
 fn parse_format(var: &str, value: Option<String>) -> Result<Format> {
-    match non_empty(value).as_deref() {
-        None | Some("text") => Ok(Format::Text),
-        Some("json") => Ok(Format::Json),
-        Some(other) => bail!("{var}: expected text or json, got {other:?}"),
-    }
+    Ok(match word(var, value)? {
+        Some("json") => Format::Json,
+        _ => Format::Text,
+    })
 }
 
 #[cfg(test)]
@@ -649,11 +668,54 @@ mod tests {
         assert_eq!(parse(&t).unwrap().dry_run, DryRun::Client);
     }
 
+    /// One rule for every word setting: the listed words, exactly; any other case or a synonym
+    /// is an error naming the variable and the words.
+    #[test]
+    fn word_settings_take_their_listed_words_exactly_and_nothing_else() {
+        for (var, words) in WORDS {
+            for w in *words {
+                parse(&[(var, w), ("PULLSECRET_SOURCE_SECRETS", "a")]).unwrap_or_else(|e| panic!("{var}={w}: {e:#}"));
+            }
+            let others = words
+                .iter()
+                .map(|w| w.to_ascii_uppercase())
+                .chain(
+                    words
+                        .iter()
+                        .map(|w| format!("{}{}", w[..1].to_ascii_uppercase(), &w[1..])),
+                )
+                .chain(["1", "0", "yes", "no", "on", "client", "enabled"].map(String::from))
+                .filter(|v| !words.contains(&v.as_str()));
+            for v in others {
+                let e = err(&[(var, v.as_str()), ("PULLSECRET_SOURCE_SECRETS", "a")]);
+                assert!(
+                    e.contains(&format!("{var}: expected one of {}", words.join(", "))),
+                    "{var}={v}: {e}"
+                );
+            }
+        }
+        // The default is each list's first word.
+        let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a")]).unwrap();
+        assert_eq!(
+            (c.policy.adopt, c.policy.prune, c.policy.heal),
+            (Adopt::Patcher, true, Heal::Off)
+        );
+        assert_eq!(
+            (c.dry_run, c.output, c.log_format, c.events),
+            (DryRun::Off, Format::Text, Format::Text, true)
+        );
+        assert_eq!(c.verify, Verify::Warn);
+    }
+
     #[test]
     fn verify_modes_and_the_ca_file() {
         let c = parse(&[("PULLSECRET_SOURCE_SECRETS", "a")]).unwrap();
         assert_eq!((c.verify, c.registry_ca_file), (Verify::Warn, None), "warn by default");
-        for (v, want) in [("off", Verify::Off), ("warn", Verify::Warn), ("Strict", Verify::Strict)] {
+        for (v, want) in [
+            ("off", Verify::Off),
+            ("warn", Verify::Warn),
+            (" strict ", Verify::Strict),
+        ] {
             assert_eq!(
                 parse(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_VERIFY", v)])
                     .unwrap()
@@ -662,7 +724,10 @@ mod tests {
             );
         }
         let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_VERIFY", "maybe")]);
-        assert!(e.contains("PULLSECRET_VERIFY: expected off, warn or strict"), "{e}");
+        assert!(
+            e.contains("PULLSECRET_VERIFY: expected one of warn, off, strict"),
+            "{e}"
+        );
         let c = parse(&[
             ("PULLSECRET_SOURCE_SECRETS", "a"),
             ("PULLSECRET_REGISTRY_CA_FILE", "/ca.pem"),
@@ -670,7 +735,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.registry_ca_file.as_deref(), Some("/ca.pem"));
         let e = err(&[("PULLSECRET_SOURCE_SECRETS", "a"), ("PULLSECRET_EVENTS", "sure")]);
-        assert!(e.contains("PULLSECRET_EVENTS: expected true or false"), "{e}");
+        assert!(e.contains("PULLSECRET_EVENTS: expected one of true, false"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! exit codes. `docs/configuration.md` is made from the same table ([`configuration_markdown`]),
 //! and a test keeps the two equal.
 
-use super::config::{DEFAULT_EXCLUDES, DEFAULT_REGISTRY_SERVER, DEFAULT_SECRET_NAME, PREFIX};
+use super::config::{DEFAULT_EXCLUDES, DEFAULT_REGISTRY_SERVER, DEFAULT_SECRET_NAME, PREFIX, WORDS};
 
 /// Every variable we read, with its default and meaning, for `--help`. Which variables are known
 /// is derived from [`Raw`]'s fields; a unit test keeps this table and those fields equal.
@@ -138,16 +138,28 @@ pub const EXIT_CODES: &str = "Exit codes: 0 converged; 1 finished, not converged
                               deadline, Lease held, stopped); 2 nothing written (bad configuration or source, cluster\n\
                               unreachable, a list failed).";
 
+/// The words a word setting takes ([`WORDS`], the parser's own list), or `None`.
+fn words(name: &str) -> Option<&'static [&'static str]> {
+    WORDS
+        .iter()
+        .find(|(var, _)| var.strip_prefix(PREFIX) == Some(name))
+        .map(|(_, words)| *words)
+}
+
 /// The text after clap's options in `--help`.
 pub fn after_help() -> String {
     let mut s = String::from("Configuration (environment variables; unknown PULLSECRET_* variables are errors):\n");
     for (name, default, meaning) in VARIABLES {
         let default = if default.is_empty() { "(none)" } else { default };
+        let one_of = words(name)
+            .map(|w| format!("; one of: {}", w.join(", ")))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "  {PREFIX}{name:<22} {meaning}\n  {:<33} default: {default}\n",
+            "  {PREFIX}{name:<22} {meaning}\n  {:<33} default: {default}{one_of}\n",
             ""
         ));
     }
+    s.push_str("  (A word setting takes one of its words exactly: lowercase, no synonyms.)\n");
     s.push('\n');
     s.push_str(EXIT_CODES);
     s.push_str("\n\nSubcommand: pullsecret-reconciler explain --help\n");
@@ -162,7 +174,9 @@ pub fn configuration_markdown() -> String {
          Edit the table, then run `just docs`. -->\n\n\
          Every setting is an environment variable. An empty value means \"not set\" (the default), except\n\
          for `PULLSECRET_SERVICE_ACCOUNTS`, where empty means \"patch no ServiceAccount\". A `PULLSECRET_*`\n\
-         variable not in this table is an error (exit 2), so a typo never goes unnoticed.\n\n\
+         variable not in this table is an error (exit 2), so a typo never goes unnoticed. A setting that\n\
+         takes a word takes one of the words listed here, exactly: lowercase, no synonyms (`Warn`, `1` or\n\
+         `yes` is an error naming the variable and its words).\n\n\
          | Variable | Default | Meaning |\n|---|---|---|\n",
     );
     for (name, default, meaning) in VARIABLES {
@@ -172,7 +186,15 @@ pub fn configuration_markdown() -> String {
             format!("`{default}`")
         };
         let meaning = meaning.replace('|', "\\|");
-        s.push_str(&format!("| `{PREFIX}{name}` | {default} | {meaning} |\n"));
+        let one_of = words(name)
+            .map(|w| {
+                format!(
+                    " (one of {})",
+                    w.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+                )
+            })
+            .unwrap_or_default();
+        s.push_str(&format!("| `{PREFIX}{name}` | {default} | {meaning}{one_of} |\n"));
     }
     s.push_str("\n## Flags\n\n- `--dry-run`: the same as `PULLSECRET_DRY_RUN=true`.\n- `--help`, `--version`.\n");
     s.push_str("- `explain`: see [troubleshooting](troubleshooting.md).\n\n## Exit codes\n\n");
@@ -192,6 +214,19 @@ mod tests {
     use super::*;
 
     /// The page in docs/ is the table's: change one, regenerate the other (`just docs`).
+    /// Every word setting is in the table, with the parser's default.
+    #[test]
+    fn every_word_setting_is_listed_with_its_first_word_as_default() {
+        for (var, list) in WORDS {
+            let name = var.strip_prefix(PREFIX).unwrap();
+            let row = VARIABLES
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .unwrap_or_else(|| panic!("{var}"));
+            assert_eq!(row.1, list[0], "{var}: the default");
+        }
+    }
+
     #[test]
     fn the_configuration_page_is_made_from_the_help_table() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");

@@ -67,6 +67,21 @@ pub enum Source {
     },
 }
 
+impl Source {
+    /// The Secret names a run writes in every namespace — the managed names. The one rule that the
+    /// admission fence, the inject policy and the chart's RBAC helper restate in CEL and Go
+    /// templates; `tests/integration/parity.rs` checks each of them against this.
+    pub fn target_names(&self) -> Vec<String> {
+        match self {
+            Source::Secrets(mappings) => mappings.iter().map(|m| m.target.clone()).collect(),
+            Source::Inline { target, .. }
+            | Source::File { target, .. }
+            | Source::Registry { target, .. }
+            | Source::CredentialProvider { target, .. } => vec![target.clone()],
+        }
+    }
+}
+
 /// What the source stage hands on: the credentials, and when short-lived ones expire.
 #[derive(Debug, Default)]
 pub struct Loaded {

@@ -69,10 +69,10 @@ macro_rules! bad_input {
 
 bad_input! {
     unknown_variable: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_NAMESPACE" => "typo"], "PULLSECRET_NAMESPACE";
-    malformed_boolean: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_PRUNE" => "perhaps"], "PULLSECRET_PRUNE: expected true or false";
+    malformed_boolean: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_PRUNE" => "perhaps"], "PULLSECRET_PRUNE: expected one of true, false";
     malformed_number: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_CONCURRENCY" => "lots"], "PULLSECRET_CONCURRENCY: expected a whole number";
     malformed_prune_limit: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_PRUNE_LIMIT" => "ten"], "PULLSECRET_PRUNE_LIMIT: expected a whole number";
-    malformed_dry_run: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_DRY_RUN" => "servr"], "PULLSECRET_DRY_RUN: expected false, true or server";
+    malformed_dry_run: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_DRY_RUN" => "servr"], "PULLSECRET_DRY_RUN: expected one of false, true, server";
     out_of_range_timeout: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_TIMEOUT_SECS" => "0"], "PULLSECRET_TIMEOUT_SECS: 0 is out of range";
     malformed_glob: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_NAMESPACES" => "team_[a]"], "PULLSECRET_NAMESPACES: invalid name or glob";
     two_source_modes: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_REGISTRY_USERNAME" => "fake-user", "PULLSECRET_REGISTRY_PASSWORD" => PASSWORD], "more than one credentials source";
@@ -82,7 +82,9 @@ bad_input! {
     inline_invalid_json: ["PULLSECRET_DOCKERCONFIGJSON" => "{\"auths\": {\"r\": {\"auth\": \"ZmFrZS11c2VyOmZha2UtcHctN0hxMlp4\"}"], "PULLSECRET_DOCKERCONFIGJSON: not valid JSON";
     partial_registry_settings: ["PULLSECRET_REGISTRY_SERVER" => "registry.example.invalid", "PULLSECRET_REGISTRY_PASSWORD" => PASSWORD], "PULLSECRET_REGISTRY_USERNAME is required";
     unreadable_file: ["PULLSECRET_DOCKERCONFIGJSON_FILE" => "/nonexistent/config.json"], "PULLSECRET_DOCKERCONFIGJSON_FILE (/nonexistent/config.json): cannot read";
-    invalid_output_format: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_OUTPUT" => "yaml"], "PULLSECRET_OUTPUT: expected text or json";
+    word_in_another_case: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_VERIFY" => "Warn"], "PULLSECRET_VERIFY: expected one of warn, off, strict, got \"Warn\"";
+    word_synonym: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_DRY_RUN" => "1"], "PULLSECRET_DRY_RUN: expected one of false, true, server, got \"1\"";
+    invalid_output_format: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_OUTPUT" => "yaml"], "PULLSECRET_OUTPUT: expected one of text, json";
     invalid_secret_name: ["PULLSECRET_SOURCE_SECRETS" => "regcred=Bad_Name"], "PULLSECRET_SOURCE_SECRETS: invalid Secret name";
     service_link_variables: ["PULLSECRET_SOURCE_SECRETS" => "regcred", "PULLSECRET_RECONCILER_SERVICE_HOST" => "10.0.0.1"], "enableServiceLinks: false";
 }

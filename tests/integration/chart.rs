@@ -673,3 +673,26 @@ fn rbac_follows_the_settings_in_the_chart_and_the_components() {
         assert_eq!(pods(&base), expected, "{set:?}: who may read Pods");
     }
 }
+
+/// The chart's RBAC names the managed names the tool derives (`Source::target_names`), for the
+/// same table the admission policies are checked against (tests/integration/parity.rs).
+#[test]
+fn the_chart_derives_the_managed_names_as_the_tool_does() {
+    let cp = cp();
+    for (i, row) in super::parity::NAME_ROWS.iter().enumerate() {
+        // (The chart's own default names regcred: a row without the variable sets it empty.)
+        let mut config = serde_json::Map::new();
+        config.insert("PULLSECRET_SOURCE_SECRETS".into(), serde_json::json!(""));
+        config.extend(row.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))));
+        let values = root()
+            .join("target")
+            .join(format!("chart-names-{}-{i}.json", std::process::id()));
+        std::fs::write(&values, serde_json::json!({ "config": config }).to_string()).unwrap();
+        let o = objects(cp, &template_with(cp, &values, "helm template"));
+        assert_eq!(
+            rules(&o, "ClusterRole/pullsecret-reconciler")[0].0,
+            super::parity::tool_names(row),
+            "{row:?}"
+        );
+    }
+}

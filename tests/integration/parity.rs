@@ -210,3 +210,177 @@ async fn the_inject_policy_selects_what_a_run_selects() {
     eprintln!("parity (namespaces selected by both): {}", report.join("; "));
     let _ = configmaps.delete("parity", &DeleteParams::default()).await;
 }
+
+/// Configurations whose managed names the admission fence, the inject policy and the chart's RBAC
+/// must derive as the tool does (`Source::target_names`, the one rule): spaces, empty entries,
+/// `source=target`, the name of the non-Secret modes and its default, a name that is set but
+/// unused. Consecutive rows give different names (the policies' view of a new parameter is known
+/// to be in force once it changes).
+pub const NAME_ROWS: &[&[(&str, &str)]] = &[
+    &[("PULLSECRET_SOURCE_SECRETS", "a-r1")],
+    &[("PULLSECRET_SOURCE_SECRETS", " src-r2 = tgt-r2 , other-r2 ,, ")],
+    &[
+        ("PULLSECRET_SECRET_NAME", " named-r3 "),
+        ("PULLSECRET_DOCKERCONFIGJSON_FILE", "/etc/pull/config.json"),
+    ],
+    &[
+        ("PULLSECRET_SOURCE_SECRETS", "   "),
+        ("PULLSECRET_DOCKERCONFIGJSON_FILE", "/etc/pull/config.json"),
+    ],
+    &[
+        ("PULLSECRET_SOURCE_SECRETS", "x-r5=y-r5,y2-r5"),
+        ("PULLSECRET_SECRET_NAME", "unused-r5"),
+    ],
+];
+
+/// The managed names of a row, as the tool derives them.
+pub fn tool_names(row: &[(&str, &str)]) -> Vec<String> {
+    let env = row.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    pullsecret_reconciler::cli::config::Config::from_env(env, false)
+        .unwrap_or_else(|e| panic!("{row:?}: {e:#}"))
+        .source
+        .target_names()
+}
+
+/// The managed names in the fence's `[secret-name]` denial of `probe`.
+fn fence_names(result: Result<k8s_openapi::api::core::v1::Secret, kube::Error>) -> Option<Vec<String>> {
+    let Err(kube::Error::Api(s)) = result else { return None };
+    let (_, rest) = s.message.split_once("PULLSECRET_SOURCE_SECRETS (")?;
+    let (list, _) = rest.split_once("), not ")?;
+    Some(list.split(", ").map(str::to_owned).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_and_the_inject_policy_derive_the_managed_names_as_the_tool_does() {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    let env = TestEnv::new("pan").await;
+    let id = env.id.clone();
+    let a0 = env.name("a0");
+    env.create_namespace(&a0, &[], &[]).await;
+    // The job's identity in this test's home: the fence matches `pullsecret-reconciler` in its
+    // parameter's namespace. RBAC lets it create Secrets in a0, so admission gets to decide.
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({ "metadata": { "name": "pullsecret-reconciler" } })).unwrap();
+    Api::<ServiceAccount>::namespaced(env.client.clone(), &env.home)
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+    env.cp.apply_yaml(
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": { "name": "parity-job", "namespace": a0 },
+            "rules": [{ "apiGroups": [""], "resources": ["secrets"], "verbs": ["create"] }]
+        })
+        .to_string(),
+    );
+    env.cp.apply_yaml(
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": { "name": "parity-job", "namespace": a0 },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "parity-job" },
+            "subjects": [{ "kind": "ServiceAccount", "name": "pullsecret-reconciler", "namespace": env.home }]
+        })
+        .to_string(),
+    );
+    let job = crate::support::client_for(
+        &env.cp
+            .service_account_kubeconfig(&env.home, "pullsecret-reconciler")
+            .await,
+    )
+    .await;
+
+    // Both shipped policies under this test's names, bound to its namespaces and ConfigMap.
+    let _cleanup = Cleanup {
+        client: env.client.clone(),
+        policy: format!("pullsecret-reconciler-inject-{id}"),
+    };
+    let fence_yaml = include_str!("../../manifests/admission-fence.yaml");
+    let fence = fence_yaml.split("\n---").next().unwrap().replace(
+        "  name: pullsecret-reconciler-fence\n",
+        &format!("  name: pullsecret-reconciler-fence-{id}\n"),
+    );
+    let inject = POLICY.split("\n---").next().unwrap().replace(
+        "  name: pullsecret-reconciler-inject\n",
+        &format!("  name: pullsecret-reconciler-inject-{id}\n"),
+    );
+    let bind = |kind: &str, policy: &str| {
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+            "metadata": { "name": policy },
+            "spec": { "policyName": policy,
+                      "paramRef": { "name": "names", "namespace": env.home, "parameterNotFoundAction": "Allow" },
+                      "matchResources": { "namespaceSelector": { "matchLabels": { TEST_LABEL: id } } } }
+        })
+    };
+    let mut fence_binding = bind(
+        "ValidatingAdmissionPolicyBinding",
+        &format!("pullsecret-reconciler-fence-{id}"),
+    );
+    fence_binding["spec"]["validationActions"] = json!(["Deny"]);
+    let configmaps: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.home);
+    let config = |row: &[(&str, &str)]| -> ConfigMap {
+        let data: serde_json::Map<String, Value> = row.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        serde_json::from_value(json!({ "metadata": { "name": "names" }, "data": data })).unwrap()
+    };
+    configmaps
+        .create(&PostParams::default(), &config(NAME_ROWS[0]))
+        .await
+        .unwrap();
+    env.cp.apply_yaml(&fence);
+    env.cp.apply_yaml(&fence_binding.to_string());
+    env.cp.apply_yaml(&inject);
+    env.cp.apply_yaml(
+        &bind(
+            "MutatingAdmissionPolicyBinding",
+            &format!("pullsecret-reconciler-inject-{id}"),
+        )
+        .to_string(),
+    );
+
+    let probe = || async {
+        let params = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": { "name": "zz-not-managed", "labels": { "app.kubernetes.io/managed-by": "pullsecret-reconciler" } },
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": { ".dockerconfigjson": "e30=" }
+        }))
+        .unwrap();
+        fence_names(
+            Api::<Secret>::namespaced(job.clone(), &a0)
+                .create(&params, &secret)
+                .await,
+        )
+    };
+    let mut report = Vec::new();
+    for row in NAME_ROWS {
+        let want = tool_names(row);
+        configmaps
+            .replace("names", &PostParams::default(), &config(row))
+            .await
+            .unwrap();
+        let (mut by_fence, mut by_inject) = (None, vec![]);
+        for _ in 0..300 {
+            by_fence = probe().await;
+            by_inject = injected(&env, &a0).await;
+            if by_fence.as_ref() == Some(&want) && by_inject == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(by_fence.as_ref(), Some(&want), "{row:?}: the fence's managed names");
+        assert_eq!(by_inject, want, "{row:?}: the inject policy's managed names");
+        report.push(want.join("+"));
+    }
+    eprintln!("parity (managed names, tool = fence = inject): {}", report.join("; "));
+    let _ = configmaps.delete("names", &DeleteParams::default()).await;
+    for kind in ["validatingadmissionpolicybindings", "validatingadmissionpolicies"] {
+        let url = format!("/apis/admissionregistration.k8s.io/v1/{kind}/pullsecret-reconciler-fence-{id}");
+        let _ = env
+            .client
+            .request_text(http::Request::delete(url).body(Vec::new()).unwrap())
+            .await;
+    }
+}
