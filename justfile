@@ -63,6 +63,6 @@ image ref="" certs="" authfile="":
 manifests:
     "$(bash tests/controlplane/build.sh)/kubectl" kustomize manifests/
 
-# Regenerate docs/configuration.md from the --help table (src/cli/help.rs); a unit test checks it.
+# Regenerate docs/configuration.md from the --help table (src/config/help.rs); a unit test checks it.
 docs:
     UPDATE_DOCS=1 cargo test --locked --lib the_configuration_page_is_made_from_the_help_table

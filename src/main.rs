@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use pullsecret_reconciler::cli::config::{self, Config, Format};
 use pullsecret_reconciler::cli::{self, Command, ExplainArgs};
 use pullsecret_reconciler::cluster::{client, registry};
+use pullsecret_reconciler::config::{self, Config, Format};
 use pullsecret_reconciler::core::model::DryRun;
 use pullsecret_reconciler::{Summary, apply, explain, push_metrics, run};
 
@@ -81,7 +81,7 @@ fn explain(args: &ExplainArgs, env: &[(String, String)]) -> ExitCode {
         let counter = client::RequestCounter::default();
         let (kube, namespace) = client::connect(&counter).await?;
         let clients = registry::Clients::new(config::registry_ca_file(env).as_deref())?;
-        let question = explain::Question::of(args, &namespace);
+        let question = args.question(&namespace);
         anyhow::Ok(explain::answer(&kube, &clients, &question, args.json()).await)
     });
     match code {

@@ -1,13 +1,11 @@
-//! The command line: argv (one clap definition) and the environment (envy, in [`config`]) ->
-//! what to do. Nothing here talks to the cluster.
-
-pub mod config;
-pub mod help;
+//! The command line: argv (one clap definition) -> what to do, and `explain`'s question. The
+//! settings from the environment are the `config` layer's. Nothing here talks to the cluster.
 
 use anyhow::{Result, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::core::names::{check_label, check_object_name};
+use crate::explain::Question;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +99,25 @@ impl ExplainArgs {
     pub fn json(&self) -> bool {
         self.output == Output::Json
     }
+
+    /// The question checked arguments ask, with the kubeconfig's namespace when `-n` is not given.
+    pub fn question(&self, default_namespace: &str) -> Question {
+        let namespace = self.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
+        if self.stuck {
+            Question::Stuck
+        } else if let Some(image) = &self.image {
+            Question::Image {
+                namespace,
+                image: image.clone(),
+                service_account: self.service_account.clone().unwrap_or_else(|| "default".into()),
+            }
+        } else {
+            Question::Pod {
+                namespace,
+                name: self.pod.clone().unwrap_or_default(),
+            }
+        }
+    }
 }
 
 /// Parses argv (the program name first). `Err` is clap's: help, version or a usage error, each
@@ -111,7 +128,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let matches = Cli::command()
-        .after_help(help::after_help())
+        .after_help(crate::config::help::after_help())
         .try_get_matches_from(args)?;
     Cli::from_arg_matches(&matches)
 }

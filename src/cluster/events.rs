@@ -11,10 +11,10 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::time::{Instant, timeout_at};
 
+use crate::config::Source;
 use crate::core::model::Severity;
 use crate::core::summary::{Problem, Summary, problem};
 use crate::core::{FIELD_MANAGER, INVENTORY_NAME};
-use crate::sources::Source;
 
 /// The most Events one run writes; the last of them says how many were left out.
 pub const MAX_EVENTS: usize = 100;

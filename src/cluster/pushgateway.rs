@@ -10,14 +10,7 @@ pub const JOB: &str = "pullsecret-reconciler";
 /// The whole push (connect, send, answer) must finish within this.
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where and under which grouping key run metrics are pushed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pushgateway {
-    /// `scheme://host[:port][/path]`, without a trailing slash.
-    pub url: String,
-    /// The `cluster` grouping label (PULLSECRET_CLUSTER_NAME).
-    pub cluster: Option<String>,
-}
+use crate::config::Pushgateway;
 
 /// `…/metrics/job/pullsecret-reconciler[/cluster/NAME]`; a cluster name outside the URL-safe
 /// characters is sent base64url-encoded, as the Pushgateway specifies (`cluster@base64/…`).

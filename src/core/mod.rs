@@ -3,6 +3,7 @@
 //! Nothing here does I/O, and nothing names kube or tokio.
 
 pub mod dockerconfig;
+pub mod duration;
 pub mod glob;
 pub mod kubelet;
 pub mod metrics;

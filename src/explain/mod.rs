@@ -20,7 +20,6 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Serialize;
 
-use crate::cli::ExplainArgs;
 pub use crate::core::reduce::stuck_containers;
 use gather::Subject;
 pub use gather::{Reads, Registry};
@@ -197,27 +196,6 @@ pub async fn explain_stuck(reads: &impl Reads, registry: &impl Registry) -> Resu
         }
     }
     Ok(out)
-}
-
-impl Question {
-    /// The question checked arguments ask, with the kubeconfig's namespace when `-n` is not given.
-    pub fn of(args: &ExplainArgs, default_namespace: &str) -> Question {
-        let namespace = args.namespace.clone().unwrap_or_else(|| default_namespace.to_owned());
-        if args.stuck {
-            Question::Stuck
-        } else if let Some(image) = &args.image {
-            Question::Image {
-                namespace,
-                image: image.clone(),
-                service_account: args.service_account.clone().unwrap_or_else(|| "default".into()),
-            }
-        } else {
-            Question::Pod {
-                namespace,
-                name: args.pod.clone().unwrap_or_default(),
-            }
-        }
-    }
 }
 
 /// Answers the question and prints the answer; the exit code: 0 would pull, 1 would not, 2 the

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow};
 use tokio::time::{Instant, timeout_at};
 
-use crate::cli::config::Config;
 use crate::cluster::{client, events, lease, pushgateway, reads, registry, writes};
+use crate::config::Config;
 use crate::core::model::{self, Credential, DryRun, Observed, Plan, Policy, Status};
 use crate::core::plan;
 use crate::core::summary::{self, Summary};

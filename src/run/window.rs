@@ -10,14 +10,15 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::apply;
-use crate::cli::config::Config;
 use crate::cluster::watch::{self, Report};
 use crate::cluster::{client, registry, writes};
+use crate::config::Config;
+use crate::config::Source;
 use crate::core::glob::Glob;
 use crate::core::model::{Credential, Heal, Op, Outcome, Severity, Status, managed_names};
 use crate::core::summary::{self, Problem};
 use crate::core::watch::{Change, Contest, Latency, Scope, Store, WatchReport, plan_window};
-use crate::sources::{self, Source};
+use crate::sources;
 
 /// Events that arrive within this long of the first one are planned together.
 pub const SETTLE: Duration = Duration::from_millis(100);

@@ -124,7 +124,7 @@ async fn help_lists_every_variable_with_its_default() {
     let kc = nowhere();
     let help = run_binary_args(&kc, &[], &["--help"]).await;
     assert_eq!(help.code, 0);
-    for (name, default, _) in pullsecret_reconciler::cli::help::VARIABLES {
+    for (name, default, _) in pullsecret_reconciler::config::help::VARIABLES {
         assert!(
             help.stdout.contains(&format!("PULLSECRET_{name}")),
             "--help misses PULLSECRET_{name}"

@@ -189,9 +189,7 @@ fn the_chart_lints_and_renders_the_kustomize_base() {
         ])
         .collect();
     listed.sort();
-    let known: Vec<String> = pullsecret_reconciler::cli::config::known_variables()
-        .into_iter()
-        .collect();
+    let known: Vec<String> = pullsecret_reconciler::config::known_variables().into_iter().collect();
     assert_eq!(listed, known, "values.yaml config lists every variable");
 
     // One version everywhere; never `latest`.

@@ -236,7 +236,7 @@ pub const NAME_ROWS: &[&[(&str, &str)]] = &[
 /// The managed names of a row, as the tool derives them.
 pub fn tool_names(row: &[(&str, &str)]) -> Vec<String> {
     let env = row.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-    pullsecret_reconciler::cli::config::Config::from_env(env, false)
+    pullsecret_reconciler::config::Config::from_env(env, false)
         .unwrap_or_else(|e| panic!("{row:?}: {e:#}"))
         .source
         .target_names()

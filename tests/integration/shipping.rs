@@ -114,7 +114,7 @@ fn the_shipped_window_tiles_the_schedule() {
     let window = config_env()
         .into_iter()
         .find(|(k, _)| k == "PULLSECRET_WATCH")
-        .map(|(_, v)| pullsecret_reconciler::sources::provider::parse_go_duration(&v).unwrap())
+        .map(|(_, v)| pullsecret_reconciler::core::duration::parse_go_duration(&v).unwrap())
         .expect("config.env sets PULLSECRET_WATCH");
     let cronjob =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/cronjob.yaml")).unwrap();

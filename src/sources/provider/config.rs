@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
+use crate::core::duration::parse_go_duration;
 use crate::core::kubelet;
 
 /// The config's own API versions the kubelet decodes.
@@ -185,50 +186,6 @@ fn token_attributes(at: &str, api_version: &str, t: RawTokenAttributes) -> Resul
         required_annotation_keys: t.required_service_account_annotation_keys,
         optional_annotation_keys: t.optional_service_account_annotation_keys,
     })
-}
-
-/// A Go `time.ParseDuration` string ("12h", "1h30m", "0.5s", "300ms", "0") as a Duration.
-pub fn parse_go_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.starts_with('-') {
-        bail!("must not be negative");
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    if rest.is_empty() {
-        bail!("empty duration");
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| anyhow!("missing unit (ns, us, ms, s, m, h)"))?;
-        let number: f64 = rest[..number_end].parse().map_err(|_| anyhow!("not a duration"))?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            other => bail!("unknown unit {other:?} (ns, us, ms, s, m, h)"),
-        };
-        total += number * seconds;
-        rest = &rest[unit_end..];
-    }
-    // Go's durations are int64 nanoseconds: about 292 years at most. Beyond that (or a number too
-    // long to be finite) the answer is unusable, never a panic.
-    const GO_MAX_SECS: f64 = i64::MAX as f64 / 1e9;
-    if !total.is_finite() || total > GO_MAX_SECS {
-        bail!("out of range (a Go duration is at most about 292 years)");
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| anyhow!("out of range"))
 }
 
 /// The providers that serve `image`, in config order.

@@ -2,7 +2,7 @@
 //! exit codes. `docs/configuration.md` is made from the same table ([`configuration_markdown`]),
 //! and a test keeps the two equal.
 
-use super::config::{DEFAULT_EXCLUDES, DEFAULT_REGISTRY_SERVER, DEFAULT_SECRET_NAME, PREFIX, WORDS};
+use super::{DEFAULT_EXCLUDES, DEFAULT_REGISTRY_SERVER, DEFAULT_SECRET_NAME, PREFIX, WORDS};
 
 /// Every variable we read, with its default and meaning, for `--help`. Which variables are known
 /// is derived from [`Raw`]'s fields; a unit test keeps this table and those fields equal.
@@ -170,7 +170,7 @@ pub fn after_help() -> String {
 pub fn configuration_markdown() -> String {
     let mut s = String::from(
         "# Configuration\n\n\
-         <!-- Generated from the table `--help` prints (src/cli/help.rs); a unit test keeps the two equal.\n\
+         <!-- Generated from the table `--help` prints (src/config/help.rs); a unit test keeps the two equal.\n\
          Edit the table, then run `just docs`. -->\n\n\
          Every setting is an environment variable. An empty value means \"not set\" (the default), except\n\
          for `PULLSECRET_SERVICE_ACCOUNTS`, where empty means \"patch no ServiceAccount\". A `PULLSECRET_*`\n\
