@@ -54,16 +54,18 @@ async fn injected(env: &TestEnv, ns: &str) -> Vec<String> {
 struct Cleanup {
     client: kube::Client,
     policy: String,
+    /// Whether this test labelled the cluster's own namespaces (only one test may).
+    namespaces: bool,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let (client, policy) = (self.client.clone(), self.policy.clone());
+        let (client, policy, namespaces) = (self.client.clone(), self.policy.clone(), self.namespaces);
         let handle = tokio::runtime::Handle::current();
         std::thread::spawn(move || {
             handle.block_on(async move {
                 let body = json!({ "metadata": { "labels": { TEST_LABEL: null } } });
-                for ns in ["kube-public", "kube-node-lease"] {
+                for ns in ["kube-public", "kube-node-lease"].into_iter().filter(|_| namespaces) {
                     let _ = Api::<Namespace>::all(client.clone())
                         .patch(ns, &PatchParams::default(), &Patch::Merge(body.clone()))
                         .await;
@@ -106,6 +108,7 @@ async fn the_inject_policy_selects_what_a_run_selects() {
     let _cleanup = Cleanup {
         client: env.client.clone(),
         policy: format!("pullsecret-reconciler-inject-{id}"),
+        namespaces: true,
     };
     for ns in ["kube-public", "kube-node-lease"] {
         label(&env, ns, Some(&id)).await;
@@ -293,6 +296,7 @@ async fn the_fence_and_the_inject_policy_derive_the_managed_names_as_the_tool_do
     let _cleanup = Cleanup {
         client: env.client.clone(),
         policy: format!("pullsecret-reconciler-inject-{id}"),
+        namespaces: false,
     };
     let fence_yaml = include_str!("../../manifests/admission-fence.yaml");
     let fence = fence_yaml.split("\n---").next().unwrap().replace(
