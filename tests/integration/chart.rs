@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
@@ -151,31 +151,9 @@ fn the_chart_lints_and_renders_the_kustomize_base() {
     let text = ok(lint, "helm lint --strict");
     assert!(text.contains("0 chart(s) failed"), "{text}");
 
-    let mut chart = objects(cp, &template(cp, &[]));
-    let kustomized = ok(
-        cp.kubectl()
-            .arg("kustomize")
-            .arg(root().join("manifests"))
-            .output()
-            .unwrap(),
-        "kubectl kustomize",
-    );
-    let mut base = objects(cp, &kustomized);
     // Helm's convention: the release namespace is made by `helm install --create-namespace`,
     // never by the chart; the kustomize base creates its own.
-    assert!(base.remove("Namespace/pullsecret-reconciler").is_some());
-    chart.values_mut().for_each(without_helm_labels);
-    assert_eq!(
-        chart.keys().collect::<Vec<_>>(),
-        base.keys().collect::<Vec<_>>(),
-        "the same objects"
-    );
-    for (key, object) in &base {
-        assert_eq!(
-            &chart[key], object,
-            "{key} differs between the chart (left) and the kustomize base (right)"
-        );
-    }
+    let chart = same_as_kustomize(cp, &[], &[]);
 
     // Every PULLSECRET_* setting is a value (the two credentials go through envFromSecret).
     let values = std::fs::read_to_string(chart_path("values.yaml")).unwrap();
@@ -319,19 +297,7 @@ async fn helm_install_converges_under_the_charts_rbac_and_fence() {
         env.create_namespace(ns, &[], &[]).await;
     }
 
-    // The settings the CronJob would get: the chart's ConfigMap, and the in-cluster namespace.
-    let config: ConfigMap = Api::namespaced(env.client.clone(), INSTALL_NS)
-        .get("pullsecret-reconciler")
-        .await
-        .unwrap();
-    let mut vars: Vec<(String, String)> = config
-        .data
-        .unwrap()
-        .into_iter()
-        // One-shot runs here: the window has its own tests (tests/integration/watch.rs).
-        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT" && k != "PULLSECRET_WATCH")
-        .collect();
-    vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), INSTALL_NS.into()));
+    let vars = env.installed_settings(INSTALL_NS).await;
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let kubeconfig = cp.service_account_kubeconfig(INSTALL_NS, "pullsecret-reconciler").await;
 
@@ -616,6 +582,28 @@ fn kustomize_with(cp: &ControlPlane, components: &[&str]) -> String {
     )
 }
 
+/// The chart rendered with `set` is the kustomize base with `components`, object for object
+/// (Helm's labels aside; the base's Namespace aside: Helm never creates the release namespace).
+/// Returns the chart's objects.
+fn same_as_kustomize(cp: &ControlPlane, set: &[&str], components: &[&str]) -> BTreeMap<String, Value> {
+    let mut chart = objects(cp, &template(cp, set));
+    chart.values_mut().for_each(without_helm_labels);
+    let mut base = objects(cp, &kustomize_with(cp, components));
+    assert!(base.remove("Namespace/pullsecret-reconciler").is_some());
+    assert_eq!(
+        chart.keys().collect::<Vec<_>>(),
+        base.keys().collect::<Vec<_>>(),
+        "{set:?}: the same objects"
+    );
+    for (key, object) in &base {
+        assert_eq!(
+            &chart[key], object,
+            "{set:?}: {key} differs between the chart (left) and the kustomize base (right)"
+        );
+    }
+    chart
+}
+
 /// RBAC follows the settings, in both install paths alike: prune's reads only with prune on (the
 /// default; `no-prune` drops them), healing's only with PULLSECRET_HEAL_PODS=evict (`heal`). The
 /// chart with a setting renders what the base with the matching component does.
@@ -631,22 +619,8 @@ fn rbac_follows_the_settings_in_the_chart_and_the_components() {
         (&[], ""),
     ];
     for (set, component) in cases {
-        let mut chart = objects(cp, &template(cp, set));
-        chart.values_mut().for_each(without_helm_labels);
         let components: Vec<&str> = [component].into_iter().filter(|c| !c.is_empty()).collect();
-        let mut base = objects(cp, &kustomize_with(cp, &components));
-        base.remove("Namespace/pullsecret-reconciler");
-        assert_eq!(
-            chart.keys().collect::<Vec<_>>(),
-            base.keys().collect::<Vec<_>>(),
-            "{set:?}"
-        );
-        for (key, object) in &base {
-            assert_eq!(
-                &chart[key], object,
-                "{set:?}: {key} differs (chart left, kustomize right)"
-            );
-        }
+        let base = same_as_kustomize(cp, set, &components);
         let pods = |o: &BTreeMap<String, Value>| -> Vec<String> {
             o.iter()
                 .filter(|(k, _)| k.starts_with("ClusterRole/"))

@@ -433,18 +433,7 @@ async fn an_overlay_into_another_namespace_moves_rbac_and_the_fence() {
         },
     )
     .await;
-    // The settings the CronJob gets there: its ConfigMap, and the in-cluster namespace.
-    let config = Api::<ConfigMap>::namespaced(env.client.clone(), ns)
-        .get("pullsecret-reconciler")
-        .await
-        .unwrap();
-    let mut vars: Vec<(String, String)> = config
-        .data
-        .unwrap()
-        .into_iter()
-        .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT" && k != "PULLSECRET_WATCH")
-        .collect();
-    vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), ns.into()));
+    let vars = env.installed_settings(ns).await;
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     env.converge_twice(&kubeconfig, &vars).await;
     for n in &namespaces {

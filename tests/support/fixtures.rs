@@ -286,6 +286,24 @@ impl TestEnv {
         self.run_as(&self.kubeconfig, env).await
     }
 
+    /// The settings an installed CronJob gets in `ns`: its ConfigMap `pullsecret-reconciler`
+    /// (one-shot runs: the window has its own tests, and text logs read better in failures),
+    /// and the in-cluster source namespace.
+    pub async fn installed_settings(&self, ns: &str) -> Vec<(String, String)> {
+        let config: k8s_openapi::api::core::v1::ConfigMap = Api::namespaced(self.client.clone(), ns)
+            .get("pullsecret-reconciler")
+            .await
+            .unwrap();
+        let mut vars: Vec<(String, String)> = config
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k != "PULLSECRET_LOG_FORMAT" && k != "PULLSECRET_WATCH")
+            .collect();
+        vars.push(("PULLSECRET_SOURCE_NAMESPACE".into(), ns.into()));
+        vars
+    }
+
     /// Two runs as `kubeconfig`: the first converges (exit 0), the second has nothing to write.
     pub async fn converge_twice(&self, kubeconfig: &Path, env: &[(&str, &str)]) {
         let first = self.run_as(kubeconfig, env).await;
