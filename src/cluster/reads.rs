@@ -53,23 +53,14 @@ impl Reader {
     /// ServiceAccounts by name too when every configured entry is a literal name.
     pub async fn observe(&self, policy: &Policy, targets: &[String], source_namespace: &str) -> Result<Observed> {
         let inventory = self.inventory(source_namespace).await?;
-        // Three independent lists, concurrently: the client decodes one page while the API
+        // Four independent lists, concurrently: the client decodes one page while the API
         // server prepares another.
-        let stuck = async { Ok::<_, anyhow::Error>(self.stuck_pods(policy.heal).await) };
-        let (namespaces, (secrets, unlistable), (service_accounts, listed), stuck) = tokio::try_join!(
+        let (namespaces, (secrets, unlistable), (service_accounts, listed), (stuck, stuck_unreadable)) = tokio::try_join!(
             self.namespaces(policy.namespace_selector.as_deref()),
             self.secrets(targets, &inventory.names),
             self.configured_service_accounts(policy),
-            stuck,
+            self.stuck_pods(policy.heal),
         )?;
-        // Healing alone needs the Pending Pods: a failed list refuses healing, not the run.
-        let (stuck, stuck_unreadable) = match stuck {
-            Ok(stuck) => (stuck, None),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "listing Pending Pods failed: no Pod is healed this run");
-                (vec![], Some(format!("{e:#}")))
-            }
-        };
         Ok(Observed {
             namespaces,
             secrets,
@@ -88,16 +79,26 @@ impl Reader {
 
     /// With healing on, Pending Pods waiting on an image pull: one paged list with a phase field
     /// selector (a steady state has few Pending Pods). None read when healing is off.
-    async fn stuck_pods(&self, heal: Heal) -> Result<Vec<StuckPod>> {
+    /// Healing alone needs them: a failed list (RBAC, a timeout) refuses healing, not the run,
+    /// and comes back as the reason (the second value).
+    async fn stuck_pods(&self, heal: Heal) -> Result<(Vec<StuckPod>, Option<String>)> {
         if heal == Heal::Off {
-            return Ok(vec![]);
+            return Ok((vec![], None));
         }
-        let mut stuck = self
+        let listed = self
             .list_all::<Pod, _>(Some("status.phase=Pending"), reduce::stuck_pod)
             .await
-            .context("listing Pending Pods (PULLSECRET_HEAL_PODS=evict)")?;
-        self.owners(&mut stuck).await;
-        Ok(stuck)
+            .context("listing Pending Pods (PULLSECRET_HEAL_PODS=evict)");
+        match listed {
+            Ok(mut stuck) => {
+                self.owners(&mut stuck).await;
+                Ok((stuck, None))
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "listing Pending Pods failed: no Pod is healed this run");
+                Ok((vec![], Some(format!("{e:#}"))))
+            }
+        }
     }
 
     /// Each stuck Pod's controller, read once per controller (a list by name: the `list` the

@@ -116,6 +116,15 @@ fn deletes(p: &Plan) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The Pods the plan evicts, by name, in plan order.
+fn evicted(p: &Plan) -> Vec<&str> {
+    p.actions
+        .iter()
+        .filter(|a| matches!(a.op, Op::Evict { .. }))
+        .map(|a| a.name.as_str())
+        .collect()
+}
+
 /// What the cluster looks like after every write of `plan` succeeded.
 fn simulate(observed: &Observed, plan: &Plan, creds: &[Credential]) -> Observed {
     let mut next = observed.clone();
@@ -1149,13 +1158,7 @@ fn the_heal_limit_holds_and_the_rest_is_refused() {
         .map(|i| stuck("a", &format!("web-{i}"), &[], Some("ReplicaSet/web")))
         .collect();
     let p = healed(pods.clone(), &healing(2));
-    let evicted: Vec<&str> = p
-        .actions
-        .iter()
-        .filter(|a| matches!(a.op, Op::Evict { .. }))
-        .map(|a| a.name.as_str())
-        .collect();
-    assert_eq!(evicted, ["web-0", "web-1"], "deterministic: by namespace and name");
+    assert_eq!(evicted(&p), ["web-0", "web-1"], "deterministic: by namespace and name");
     let refused = p
         .actions
         .iter()
@@ -1171,14 +1174,7 @@ fn the_heal_limit_holds_and_the_rest_is_refused() {
         .count();
     assert_eq!(refused, 3);
     let unlimited = healed(pods, &healing(0));
-    assert_eq!(
-        unlimited
-            .actions
-            .iter()
-            .filter(|a| matches!(a.op, Op::Evict { .. }))
-            .count(),
-        5
-    );
+    assert_eq!(evicted(&unlimited).len(), 5);
 }
 
 #[test]
@@ -1274,13 +1270,7 @@ fn healing_decides_from_the_owners_template_so_it_cannot_loop() {
         ),
     ];
     let p = plan(&healing(10), &[cred("regcred", "D1")], &observed(pods));
-    let evicted: Vec<&str> = p
-        .actions
-        .iter()
-        .filter(|a| matches!(a.op, Op::Evict { .. }))
-        .map(|a| a.name.as_str())
-        .collect();
-    assert_eq!(evicted, ["copied", "fixed-since"]);
+    assert_eq!(evicted(&p), ["copied", "fixed-since"]);
     let reasons: Vec<(&str, &str)> = p.findings.iter().map(|f| (f.name.as_str(), f.reason)).collect();
     assert_eq!(reasons, [("sets-team", "TemplateSetsPullSecrets")]);
     let s = crate::core::summary::Summary::from_run(&p, &[], crate::core::model::DryRun::Client);
@@ -1294,13 +1284,7 @@ fn a_jobs_pod_is_evicted_only_when_the_job_absorbs_one_more_failure() {
         owned_by(stuck("a", "budget-spent", &[], Some("Job/spent")), &[], Some(false)),
     ];
     let p = healed(pods, &healing(10));
-    let evicted: Vec<&str> = p
-        .actions
-        .iter()
-        .filter(|a| matches!(a.op, Op::Evict { .. }))
-        .map(|a| a.name.as_str())
-        .collect();
-    assert_eq!(evicted, ["budget-left"]);
+    assert_eq!(evicted(&p), ["budget-left"]);
     let f = &p.findings[0];
     assert_eq!((f.name.as_str(), f.reason), ("budget-spent", "JobCannotAbsorbEviction"));
     assert!(f.message.contains("podFailurePolicy"), "{}", f.message);
@@ -1361,7 +1345,7 @@ fn healing_without_the_pending_pods_evicts_nothing_says_which_right_and_writes_t
         ..Observed::default()
     };
     let p = plan(&healing(10), &[cred("regcred", "D1")], &observed);
-    assert!(!p.actions.iter().any(|a| matches!(a.op, Op::Evict { .. })));
+    assert!(evicted(&p).is_empty());
     let f = p
         .findings
         .iter()
